@@ -1,0 +1,697 @@
+//! The configuration file, `relay.toml` (DESIGN.md section 2).
+//!
+//! Loading has two layers. [`Config::load`] parses and validates everything
+//! that any binary needs (syntax, values, aliases, recipients) and refuses
+//! unknown keys; an error names the file, the dotted key path
+//! (`recipients[0].fingerprint`) and what is wrong. [`Config::check_secrets`]
+//! adds the checks only the daemon and `relayctl` can make, because the
+//! unprivileged `sendmail` cannot read the secrets: that the password file
+//! exists and is private.
+
+mod values;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::route::{Address, Recipient, Router};
+pub use values::{ByteSize, HumanDuration, KeyFingerprint, Pin, colon_hex};
+
+/// Where every binary looks when neither `--config` nor the environment says.
+pub const DEFAULT_PATH: &str = "/etc/alert-relay/relay.toml";
+/// The environment variable that overrides [`DEFAULT_PATH`].
+pub const ENV_VAR: &str = "ALERT_RELAY_CONFIG";
+
+/// The config path a binary should use: its `--config`, else
+/// `ALERT_RELAY_CONFIG`, else the default.
+pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os(ENV_VAR).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub queue: Queue,
+    pub relay: Relay,
+    #[serde(default)]
+    pub message: Message,
+    #[serde(default)]
+    pub recipients: Vec<RecipientConfig>,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, AliasTargets>,
+    /// The file this was read from, for error messages.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    pub addresses: Vec<SocketAddr>,
+    pub hostname: Option<String>,
+    pub max_message_size: ByteSize,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub idle_timeout: HumanDuration,
+    pub allow_remote: bool,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            addresses: vec![
+                SocketAddr::from(([127, 0, 0, 1], 25)),
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 25)),
+            ],
+            hostname: None,
+            max_message_size: ByteSize(10 << 20),
+            max_recipients: 100,
+            max_connections: 64,
+            idle_timeout: HumanDuration(Duration::from_secs(300)),
+            allow_remote: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Queue {
+    pub dir: PathBuf,
+    pub retry: Vec<HumanDuration>,
+    pub max_lifetime: HumanDuration,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        let m = |n: u64| HumanDuration(Duration::from_secs(60 * n));
+        Queue {
+            dir: PathBuf::from("/var/spool/alert-relay"),
+            retry: vec![m(1), m(5), m(15), m(30), m(60)],
+            max_lifetime: HumanDuration(Duration::from_secs(14 * 86400)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain TCP, then EHLO, STARTTLS (mandatory), EHLO again.
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Implicit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Relay {
+    pub host: String,
+    #[serde(default = "default_relay_port")]
+    pub port: u16,
+    /// `None` means: implicit on port 465, STARTTLS elsewhere.
+    pub tls: Option<TlsMode>,
+    #[serde(default)]
+    pub fingerprints: Vec<Pin>,
+    pub ca_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub domain: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub sender: Option<String>,
+    #[serde(default = "default_relay_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_relay_port() -> u16 {
+    587
+}
+
+fn default_relay_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+impl Relay {
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.unwrap_or(if self.port == 465 {
+            TlsMode::Implicit
+        } else {
+            TlsMode::Starttls
+        })
+    }
+
+    /// The SASL identity: `username@domain` when `domain` is set (as
+    /// SecureDrop's `sasl_passwd` writes it), `username` alone otherwise.
+    pub fn sasl_identity(&self) -> Option<String> {
+        let user = self.username.as_ref()?;
+        Some(match &self.domain {
+            Some(d) => format!("{user}@{d}"),
+            None => user.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageFormat {
+    /// RFC 3156 multipart/encrypted with protected headers.
+    #[default]
+    PgpMime,
+    /// A text/plain body that is the armored encryption of the original body.
+    Inline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectPolicy {
+    Keep,
+    /// Remove IPv4 and IPv6 addresses from the outer subject.
+    #[default]
+    Scrub,
+    /// A generic outer subject; the true one is inside the encryption.
+    Hide,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyFailurePolicy {
+    /// Send a notice and keep the original in `held/` until released.
+    #[default]
+    Hold,
+    /// Send a notice only.
+    Drop,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Message {
+    pub format: MessageFormat,
+    pub subject: SubjectPolicy,
+    pub on_key_failure: KeyFailurePolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientConfig {
+    pub address: String,
+    pub key: PathBuf,
+    pub fingerprint: KeyFingerprint,
+}
+
+/// An alias maps to one address or to a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AliasTargets {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl AliasTargets {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            AliasTargets::One(s) => vec![s.clone()],
+            AliasTargets::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// One thing wrong with a config, at one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `recipients[0].fingerprint`; empty for the file.
+    pub key: String,
+    pub message: String,
+}
+
+/// A config that cannot be used, with every problem found.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    fn one(file: &Path, key: &str, message: String) -> ConfigError {
+        ConfigError {
+            file: file.to_path_buf(),
+            problems: vec![Problem {
+                key: key.to_string(),
+                message,
+            }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if p.key.is_empty() {
+                write!(f, "{}: {}", self.file.display(), p.message)?;
+            } else {
+                write!(f, "{}: {}: {}", self.file.display(), p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::one(
+                path,
+                "",
+                format!("cannot read the config: {e} (give another with --config or {ENV_VAR})"),
+            )
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, "", &e))?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            toml_error(path, text, &key, e.inner())
+        })?;
+        config.path = path.to_path_buf();
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                file: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// Cross-field rules that serde cannot express; every problem is listed.
+    fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            problems.push(Problem {
+                key: key.to_string(),
+                message,
+            })
+        };
+
+        if self.listen.addresses.is_empty() {
+            bad("listen.addresses", "no address to listen on".into());
+        }
+        for (i, a) in self.listen.addresses.iter().enumerate() {
+            if !a.ip().is_loopback() && !self.listen.allow_remote {
+                bad(
+                    &format!("listen.addresses[{i}]"),
+                    format!(
+                        "{a} is not a loopback address; alert-relay accepts local mail only \
+                         unless listen.allow_remote = true"
+                    ),
+                );
+            }
+        }
+        if let Some(h) = &self.listen.hostname
+            && (h.is_empty() || h.contains(|c: char| c.is_whitespace() || c.is_control()))
+        {
+            bad("listen.hostname", format!("{h:?} is not a host name"));
+        }
+        for (key, n) in [
+            ("listen.max_recipients", self.listen.max_recipients),
+            ("listen.max_connections", self.listen.max_connections),
+        ] {
+            if n == 0 {
+                bad(key, "must be at least 1".into());
+            }
+        }
+        if self.queue.retry.is_empty() {
+            bad(
+                "queue.retry",
+                "needs at least one interval, e.g. [\"1m\", \"5m\", \"1h\"]".into(),
+            );
+        }
+        if self.relay.host.trim().is_empty() {
+            bad(
+                "relay.host",
+                "is empty; name the upstream SMTP relay".into(),
+            );
+        }
+        if self.relay.port == 0 {
+            bad("relay.port", "0 is not a port".into());
+        }
+        if self.relay.password_file.is_some() && self.relay.username.is_none() {
+            bad(
+                "relay.username",
+                "is missing, but relay.password_file is set: AUTH needs both".into(),
+            );
+        }
+        if let Err(e) = self.sender() {
+            bad("relay.sender", e);
+        }
+
+        if self.recipients.is_empty() {
+            bad(
+                "recipients",
+                "no [[recipients]]: add at least one address with its OpenPGP key".into(),
+            );
+        }
+        let mut seen: Vec<Address> = Vec::new();
+        for (i, r) in self.recipients.iter().enumerate() {
+            match Address::parse(&r.address) {
+                Ok(a) if seen.contains(&a) => bad(
+                    &format!("recipients[{i}].address"),
+                    format!("{a} is listed twice"),
+                ),
+                Ok(a) => seen.push(a),
+                Err(e) => bad(&format!("recipients[{i}].address"), e),
+            }
+        }
+
+        // Every alias must land on configured recipients, without loops.
+        let router = self.router();
+        for name in self.aliases.keys() {
+            let key = format!("aliases.{name}");
+            if name.contains('@') || name.is_empty() {
+                bad(
+                    &key,
+                    "an alias is a local name like \"root\", without @domain".into(),
+                );
+                continue;
+            }
+            if let Err(e) = router.resolve(name) {
+                bad(&key, e.to_string());
+            }
+        }
+        problems
+    }
+
+    /// Checks that need the daemon's privileges: the password file exists,
+    /// is a regular file and is readable by its owner only.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        let Some(file) = &self.relay.password_file else {
+            return Ok(());
+        };
+        let err = |m: String| ConfigError::one(&self.path, "relay.password_file", m);
+        let meta = std::fs::metadata(file)
+            .map_err(|e| err(format!("cannot read {}: {e}", file.display())))?;
+        if !meta.is_file() {
+            return Err(err(format!("{} is not a regular file", file.display())));
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(err(format!(
+                "{} is readable by group or others (mode {mode:04o}); run chmod 600 {}",
+                file.display(),
+                file.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The banner and local-domain name: `listen.hostname`, else the
+    /// system's host name.
+    pub fn hostname(&self) -> String {
+        self.listen.hostname.clone().unwrap_or_else(system_hostname)
+    }
+
+    /// The configured recipients, in order. Invalid addresses are skipped;
+    /// a validated config has none.
+    pub fn recipients(&self) -> Vec<Recipient> {
+        self.recipients
+            .iter()
+            .filter_map(|r| Address::parse(&r.address).ok().map(Recipient))
+            .collect()
+    }
+
+    /// The router for this config's recipients and aliases.
+    pub fn router(&self) -> Router {
+        let aliases = self
+            .aliases
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_vec()))
+            .collect();
+        Router::new(self.recipients(), aliases, &self.hostname())
+    }
+
+    /// The envelope sender and From of outgoing mail: `relay.sender`, else
+    /// `username@domain`.
+    pub fn sender(&self) -> Result<Mailbox, String> {
+        match (&self.relay.sender, &self.relay.username, &self.relay.domain) {
+            (Some(s), _, _) => Mailbox::parse(s),
+            (None, Some(u), Some(d)) => Mailbox::parse(&format!("{u}@{d}")),
+            _ => Err("is missing: set relay.sender, or relay.username and relay.domain".into()),
+        }
+    }
+}
+
+/// A mailbox as `relay.sender` holds it: `addr` or `Display Name <addr>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    pub address: Address,
+}
+
+impl Mailbox {
+    pub fn parse(s: &str) -> Result<Mailbox, String> {
+        let t = s.trim();
+        if let Some(open) = t.rfind('<') {
+            let name = t[..open].trim().trim_matches('"').trim();
+            let address = Address::parse(&t[open..])?;
+            let name = (!name.is_empty()).then(|| name.to_string());
+            return Ok(Mailbox { name, address });
+        }
+        Ok(Mailbox {
+            name: None,
+            address: Address::parse(t)?,
+        })
+    }
+}
+
+fn toml_error(path: &Path, text: &str, key: &str, e: &toml::de::Error) -> ConfigError {
+    let mut message = e.message().trim().to_string();
+    if let Some(span) = e.span() {
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        message = format!("{message} (line {line})");
+    }
+    ConfigError::one(path, key, message)
+}
+
+fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length, and gethostname writes at
+    // most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[listen]
+addresses = ["127.0.0.1:2525"]
+hostname = "mon.example.org"
+
+[relay]
+host = "smtp.example.net"
+username = "ossec"
+domain = "example.net"
+
+[[recipients]]
+address = "alerts@example.org"
+key = "/etc/alert-relay/ossec.pub"
+fingerprint = "FD720AD9EBA34B1C123456789ABCDEF012345678"
+
+[aliases]
+root = "alerts@example.org"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("relay.toml"))
+    }
+
+    fn error_of(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_minimal_config_gets_the_documented_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.relay.port, 587);
+        assert_eq!(c.relay.tls_mode(), TlsMode::Starttls);
+        assert_eq!(c.listen.max_message_size, ByteSize(10 << 20));
+        assert_eq!(c.queue.retry.len(), 5);
+        assert_eq!(c.message.format, MessageFormat::PgpMime);
+        assert_eq!(c.message.subject, SubjectPolicy::Scrub);
+        assert_eq!(c.relay.sasl_identity().unwrap(), "ossec@example.net");
+        assert_eq!(c.sender().unwrap().address.as_str(), "ossec@example.net");
+        assert_eq!(c.router().resolve("root@mon.example.org").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn port_465_means_implicit_tls() {
+        let c = parse(&GOOD.replace("host = ", "port = 465\nhost = ")).unwrap();
+        assert_eq!(c.relay.tls_mode(), TlsMode::Implicit);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_section_and_key() {
+        let e = error_of(&GOOD.replace("hostname =", "hostnme ="));
+        assert!(
+            e.starts_with("relay.toml: listen.hostnme: unknown field `hostnme`, expected one of"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_dotted_key_path() {
+        let e = error_of(&GOOD.replace("FD720AD9EBA34B1C123456789ABCDEF012345678", "FD72"));
+        assert!(
+            e.contains("recipients[0].fingerprint: \"FD72\" is not an OpenPGP fingerprint"),
+            "{e}"
+        );
+
+        let e = error_of(&format!("{GOOD}\n[queue]\nmax_lifetime = \"forever\"\n"));
+        assert!(
+            e.contains("queue.max_lifetime: \"forever\" is not a duration"),
+            "{e}"
+        );
+
+        let e = error_of(&GOOD.replace(
+            "hostname = ",
+            "max_message_size = \"10 parsecs\"\nhostname = ",
+        ));
+        assert!(e.contains("listen.max_message_size"), "{e}");
+
+        let e = error_of(&GOOD.replace("username = ", "fingerprints = [\"AB:CD\"]\nusername = "));
+        assert!(
+            e.contains("relay.fingerprints[0]: \"AB:CD\" has 4 hex digits"),
+            "{e}"
+        );
+
+        let e =
+            error_of(&GOOD.replace("host = \"smtp.example.net\"", "host = \"x\"\ntls = \"ssl\""));
+        assert!(e.contains("relay.tls: unknown variant `ssl`"), "{e}");
+
+        let e = error_of(&GOOD.replace("127.0.0.1:2525", "localhost"));
+        assert!(e.contains("listen.addresses[0]"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_give_the_line() {
+        let e = error_of("[listen]\naddresses = [\n");
+        assert!(e.starts_with("relay.toml: "), "{e}");
+        assert!(e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn missing_relay_section_is_named() {
+        let e = error_of("[listen]\nallow_remote = false\n");
+        assert!(e.contains("missing field `relay`"), "{e}");
+    }
+
+    #[test]
+    fn remote_addresses_need_allow_remote() {
+        let text = GOOD.replace("127.0.0.1:2525", "0.0.0.0:25");
+        let e = error_of(&text);
+        assert!(
+            e.contains("listen.addresses[0]: 0.0.0.0:25 is not a loopback address"),
+            "{e}"
+        );
+        let ok = text.replace(
+            "hostname = \"mon.example.org\"",
+            "hostname = \"mon.example.org\"\nallow_remote = true",
+        );
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn every_semantic_problem_is_listed() {
+        let text = r#"
+[relay]
+host = ""
+password_file = "/nonexistent"
+
+[[recipients]]
+address = "not an address"
+key = "k"
+fingerprint = "FD720AD9EBA34B1C123456789ABCDEF012345678"
+
+[aliases]
+root = "someone@elsewhere.org"
+"#;
+        let e = parse(text).unwrap_err();
+        let keys: Vec<&str> = e.problems.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "relay.host",
+            "relay.username",
+            "relay.sender",
+            "recipients[0].address",
+            "aliases.root",
+        ] {
+            assert!(keys.contains(&k), "{k} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_recipients_are_refused() {
+        let dup = GOOD.replace(
+            "[aliases]",
+            "[[recipients]]\naddress = \"ALERTS@example.org\"\nkey = \"k\"\nfingerprint = \"FD720AD9EBA34B1C123456789ABCDEF012345678\"\n\n[aliases]",
+        );
+        let e = error_of(&dup);
+        assert!(
+            e.contains("recipients[1].address: ALERTS@example.org is listed twice"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn password_file_must_be_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("sasl_password");
+        std::fs::write(&pw, "secret").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = GOOD.replace(
+            "username = ",
+            &format!(
+                "password_file = {:?}\nusername = ",
+                pw.display().to_string()
+            ),
+        );
+        let c = parse(&text).unwrap();
+        let e = c.check_secrets().unwrap_err().to_string();
+        assert!(e.contains("relay.password_file"), "{e}");
+        assert!(e.contains("mode 0644"), "{e}");
+        assert!(
+            !e.contains("secret"),
+            "the password must never be printed: {e}"
+        );
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        c.check_secrets().unwrap();
+    }
+
+    #[test]
+    fn sender_with_display_name() {
+        let m = Mailbox::parse("OSSEC HIDS <ossec@example.net>").unwrap();
+        assert_eq!(m.name.as_deref(), Some("OSSEC HIDS"));
+        assert_eq!(m.address.as_str(), "ossec@example.net");
+    }
+}

@@ -1,0 +1,308 @@
+//! `alert-relayd`: the long-running process.
+//!
+//! Startup order matters for "250 means on disk": the config is validated
+//! (secrets included), the spool is opened and locked, and only then are
+//! the listeners bound, so no client is ever told 250 by a daemon that
+//! cannot keep the message.
+//!
+//! Signals: SIGHUP re-reads the config; a config that does not validate
+//! is rejected with a log line and the running one stays. Listen addresses,
+//! the spool directory and `max_connections` are fixed at startup (a log
+//! line says so when a reload changes them). SIGTERM or SIGINT stops
+//! accepting, lets the transactions in flight finish, and exits.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::config::{Config, ConfigError, Listen};
+use crate::ingest::Context;
+use crate::ingest::smtp::{self, Sink};
+use crate::spool::{Spool, SpoolError};
+use crate::sysexits;
+
+/// How often the daemon looks at `incoming/` even when nobody woke it:
+/// the wake-up datagram is best effort.
+const PICKUP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Config(ConfigError),
+    Spool(SpoolError),
+    Bind { addr: SocketAddr, source: io::Error },
+    NoListener,
+    Runtime(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "{e}"),
+            StartError::Spool(e) => write!(f, "{e}"),
+            StartError::Bind { addr, source } => {
+                write!(f, "cannot listen on {addr}: {source}")?;
+                match source.kind() {
+                    io::ErrorKind::PermissionDenied => write!(
+                        f,
+                        " (ports below 1024 need privilege: start through alert-relay.socket, \
+                         or use another port in listen.addresses)"
+                    ),
+                    io::ErrorKind::AddrInUse => write!(
+                        f,
+                        " (another mail server, such as Postfix, is listening there: stop it first)"
+                    ),
+                    _ => Ok(()),
+                }
+            }
+            StartError::NoListener => write!(f, "no address in listen.addresses could be bound"),
+            StartError::Runtime(e) => write!(f, "cannot start the runtime: {e}"),
+        }
+    }
+}
+
+/// Sets up logging: one line per event on stderr, which journald keeps.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+/// Runs the daemon until SIGTERM; returns the process exit code.
+pub fn run(config_path: &Path) -> u8 {
+    init_logging();
+    let started = load(config_path)
+        .map_err(StartError::Config)
+        .and_then(|config| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(StartError::Runtime)
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        let daemon = Daemon::start(config_path, config).await?;
+                        daemon.run(std::future::pending()).await
+                    })
+                })
+        });
+    match started {
+        Ok(()) => sysexits::OK,
+        Err(e) => {
+            tracing::error!("{e}");
+            match e {
+                StartError::Config(_) => sysexits::CONFIG,
+                _ => sysexits::OSERR,
+            }
+        }
+    }
+}
+
+/// Loads and fully validates a config, secrets included.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    config.check_secrets()?;
+    Ok(config)
+}
+
+/// A daemon whose spool is open and locked and whose listeners are bound,
+/// ready to [`run`](Daemon::run).
+pub struct Daemon {
+    path: PathBuf,
+    spool: Spool,
+    _lock: std::fs::File,
+    listeners: Vec<TcpListener>,
+    wake: tokio::net::UnixDatagram,
+    config: Config,
+}
+
+impl Daemon {
+    /// Opens the spool and binds the listeners; nothing is accepted yet.
+    pub async fn start(path: &Path, config: Config) -> Result<Daemon, StartError> {
+        let spool = Spool::open_daemon(&config.queue.dir).map_err(StartError::Spool)?;
+        let lock = spool.lock().map_err(StartError::Spool)?;
+        let listeners = bind(&config.listen).await?;
+        let wake = spool
+            .bind_wake()
+            .and_then(|s| {
+                tokio::net::UnixDatagram::from_std(s).map_err(|e| SpoolError::Io {
+                    op: "watch",
+                    path: spool.wake_path(),
+                    source: e,
+                })
+            })
+            .map_err(StartError::Spool)?;
+        Ok(Daemon {
+            path: path.to_path_buf(),
+            spool,
+            _lock: lock,
+            listeners,
+            wake,
+            config,
+        })
+    }
+
+    /// The addresses actually bound (with the ports chosen for port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until SIGTERM, SIGINT or `stop` completes; SIGHUP reloads.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
+        let Daemon {
+            path,
+            spool,
+            _lock,
+            listeners,
+            wake,
+            config,
+        } = self;
+        let mut sighup = signal(SignalKind::hangup()).map_err(StartError::Runtime)?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::Runtime)?;
+        let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Runtime)?;
+
+        let max_connections = config.listen.max_connections;
+        let permits = Arc::new(Semaphore::new(max_connections));
+        let queued = Arc::new(Notify::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (ctx_tx, ctx_rx) = watch::channel(Arc::new(Context::new(config)));
+
+        for listener in listeners {
+            let sink = Sink::Queue(spool.clone(), queued.clone());
+            tokio::spawn(smtp::listen(
+                listener,
+                ctx_rx.clone(),
+                sink,
+                permits.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        tokio::spawn(pickup_loop(
+            spool.clone(),
+            wake,
+            queued.clone(),
+            stop_rx.clone(),
+        ));
+        tracing::info!(spool = %spool.root().display(), "started");
+
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = sighup.recv() => reload(&path, &ctx_tx),
+                _ = sigterm.recv() => break,
+                _ = sigint.recv() => break,
+                _ = &mut stop => break,
+            }
+        }
+
+        tracing::info!("stopping: finishing the transactions in flight");
+        let _ = stop_tx.send(true);
+        // Sessions hold a permit each; once all are back, nothing is in flight.
+        // A session in DATA ends by itself within the idle timeout.
+        let grace = ctx_tx.borrow().config.listen.idle_timeout.0 + Duration::from_secs(5);
+        let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+        if tokio::time::timeout(grace, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("stopped with sessions still open; nothing they sent was acknowledged");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Binds every configured address. An IPv6 loopback the host lacks is
+/// skipped with a warning (IPv6 may be disabled); anything else is fatal.
+async fn bind(listen: &Listen) -> Result<Vec<TcpListener>, StartError> {
+    let mut out = Vec::new();
+    for &addr in &listen.addresses {
+        match TcpListener::bind(addr).await {
+            Ok(l) => {
+                let local = l.local_addr().unwrap_or(addr);
+                tracing::info!(addr = %local, "listening");
+                out.push(l);
+            }
+            Err(e)
+                if addr.is_ipv6()
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
+                    ) =>
+            {
+                tracing::warn!(addr = %addr, error = %e, "IPv6 loopback unavailable; not listening there");
+            }
+            Err(source) => return Err(StartError::Bind { addr, source }),
+        }
+    }
+    if out.is_empty() {
+        return Err(StartError::NoListener);
+    }
+    Ok(out)
+}
+
+/// Re-reads the config; a bad one is logged and the running one kept.
+fn reload(path: &Path, ctx_tx: &watch::Sender<Arc<Context>>) {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("config rejected, keeping the running one: {e}");
+            return;
+        }
+    };
+    let old = ctx_tx.borrow().config.clone();
+    if old.listen.addresses != config.listen.addresses
+        || old.queue.dir != config.queue.dir
+        || old.listen.max_connections != config.listen.max_connections
+    {
+        tracing::warn!(
+            "listen.addresses, listen.max_connections and queue.dir take effect at the next restart"
+        );
+    }
+    let _ = ctx_tx.send(Arc::new(Context::new(config)));
+    tracing::info!(config = %path.display(), "reloaded");
+}
+
+/// Moves what `sendmail` submitted into the queue: when woken through the
+/// spool's socket, and every [`PICKUP_INTERVAL`] in case a wake-up was lost.
+async fn pickup_loop(
+    spool: Spool,
+    wake: tokio::net::UnixDatagram,
+    queued: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = [0u8; 64];
+    loop {
+        let s = spool.clone();
+        match tokio::task::spawn_blocking(move || s.pickup()).await {
+            Ok(Ok(entries)) => {
+                for e in &entries {
+                    let size = e.payload.len();
+                    tracing::info!(id = %e.id, to = %e.recipient, size, via = %"sendmail", "queued");
+                }
+                if !entries.is_empty() {
+                    queued.notify_one();
+                }
+            }
+            Ok(Err(e)) => tracing::error!("cannot pick up submissions: {e}"),
+            Err(e) => tracing::error!("pickup task failed: {e}"),
+        }
+        tokio::select! {
+            _ = wake.recv(&mut buf) => {}
+            _ = tokio::time::sleep(PICKUP_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! alert-relay: a tiny, security-first mail transfer agent for hosts whose
+//! only outgoing mail is alerts.
+//!
+//! The path a message takes, one module per stage:
+//!
+//! - [`ingest`]: loopback SMTP and `sendmail` bring mail in;
+//! - [`route`]: recipients resolve through `[aliases]` to configured ones;
+//! - [`encrypt`]: one outgoing message per recipient;
+//! - [`spool`]: the durable queue, acknowledged only once on disk;
+//! - [`daemon`]: the process that ties them together;
+//! - [`control`]: what `relayctl` and `mailq` show.
+
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod demo;
+pub mod encrypt;
+pub mod ingest;
+pub mod route;
+pub mod spool;
+pub mod sysexits;

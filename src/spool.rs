@@ -1,0 +1,697 @@
+//! The spool: alert-relay's durable queue.
+//!
+//! # Contract
+//!
+//! A message is acknowledged (SMTP 250 after DATA, `sendmail` exit 0) only
+//! once it is in the spool: written, fsynced, renamed into place and its
+//! directory fsynced. From then on it survives a crash of the process or
+//! the machine, and every path out of the spool ends in one of: sent
+//! (removed), deferred (still queued, with its retry state), held or failed
+//! (kept, with the reason). Nothing is removed silently.
+//!
+//! What the spool stores is the *outgoing* message, one entry per
+//! recipient, as [`crate::encrypt::outgoing_payload`] built it at ingest
+//! time, so that no alert rests on disk in plaintext (`held/` excepted,
+//! see below).
+//!
+//! # Layout
+//!
+//! ```text
+//! <queue.dir>/            0710 daemon:group  only the daemon and the submit group traverse it
+//!   daemon.lock           flock(2)ed by the running daemon: one daemon per spool
+//!   wake                  datagram socket (0620): any datagram makes the daemon look at incoming/
+//!   incoming/             3730 (setgid, sticky) submissions written by `sendmail`
+//!   queue/                0700 entries waiting for delivery: ID.msg (+ ID.state once tried)
+//!   held/                 0700 originals whose recipient's key could not encrypt (0600 files)
+//!   failed/               0700 entries the relay refused for good, with the reason
+//!   corrupt/              0700 files that could not be read as entries
+//!   tmp/                  0700 the daemon's files while being written
+//! ```
+//!
+//! `incoming/` works like Postfix's maildrop: `sendmail` runs setgid to the
+//! spool's group, so an unprivileged user can create files there but cannot
+//! list the directory (no read bit), read another user's file (they cannot
+//! traverse the spool root outside `sendmail`), or remove one (sticky bit).
+//! The directory's setgid bit gives every file the spool's group, so the
+//! daemon can read a file root submitted. The daemon copies each submission
+//! into `queue/` as its own file (the submitter may still hold a descriptor
+//! to the one it wrote), then unlinks it. Copy and unlink are idempotent by
+//! queue id, so a crash between them yields no duplicate.
+//!
+//! # Entry format
+//!
+//! A short text header, a blank line, then the payload:
+//!
+//! ```text
+//! alert-relay-entry 1
+//! id 0005F3A1B2C3D00ABCD00001
+//! created 1732740000123456          (µs since the Unix epoch)
+//! sender ossecm@mon.example.org     (the envelope sender as received; may be empty)
+//! recipient alerts@example.org
+//! payload 2048                      (bytes that follow the blank line)
+//!
+//! <payload>
+//! ```
+//!
+//! A file that does not parse, or whose payload length differs, is corrupt:
+//! it is moved to `corrupt/` with a log line and everything else flows.
+//!
+//! # States
+//!
+//! ```text
+//! incoming/ID.msg ──pickup──▶ queue/ID.msg ──sent──▶ (removed)
+//!                               │   ▲
+//!                           4xx │   │ retry schedule (ID.state)
+//!                               ▼   │
+//!                             deferred ──5xx or max_lifetime──▶ failed/ID.msg
+//! ```
+//!
+//! Queue ids are 24 upper-case hex digits: 13 of microseconds since the
+//! epoch, 6 of process id, 5 of a per-process counter. They are unique
+//! across processes and sort by arrival.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const MAGIC: &str = "alert-relay-entry 1";
+const MSG_SUFFIX: &str = ".msg";
+
+/// The directories below the spool root, with the modes the design needs.
+const ROOT_MODE: u32 = 0o710;
+const INCOMING_MODE: u32 = 0o3730;
+const PRIVATE_DIRS: [&str; 5] = ["queue", "held", "failed", "corrupt", "tmp"];
+
+/// Identifies one outgoing message (one recipient) from arrival to delivery.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueueId(String);
+
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+impl QueueId {
+    /// A new id, unique across processes and later than every earlier one
+    /// from this process.
+    pub fn generate() -> QueueId {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        let pid = std::process::id() & 0xFF_FFFF;
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xF_FFFF;
+        QueueId(format!(
+            "{:013X}{pid:06X}{seq:05X}",
+            micros & 0x1F_FFFF_FFFF_FFFF
+        ))
+    }
+
+    /// Accepts exactly the form [`QueueId::generate`] makes, so an id from
+    /// the command line cannot name a path outside the spool.
+    pub fn parse(s: &str) -> Option<QueueId> {
+        (s.len() == 24 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F')))
+            .then(|| QueueId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn file_name(&self) -> String {
+        format!("{}{MSG_SUFFIX}", self.0)
+    }
+}
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One outgoing message for one recipient, as the spool keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: QueueId,
+    /// Microseconds since the Unix epoch.
+    pub created: u64,
+    /// The envelope sender as received (informational; may be empty).
+    pub sender: String,
+    pub recipient: String,
+    pub payload: Vec<u8>,
+}
+
+impl Entry {
+    pub fn new(sender: &str, recipient: &str, payload: Vec<u8>) -> Entry {
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        Entry {
+            id: QueueId::generate(),
+            created,
+            sender: header_safe(sender),
+            recipient: header_safe(recipient),
+            payload,
+        }
+    }
+
+    pub fn created_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(self.created)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let header = format!(
+            "{MAGIC}\nid {}\ncreated {}\nsender {}\nrecipient {}\npayload {}\n\n",
+            self.id,
+            self.created,
+            self.sender,
+            self.recipient,
+            self.payload.len()
+        );
+        let mut out = Vec::with_capacity(header.len() + self.payload.len());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    /// Parses an entry; the error says what is wrong with the file.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
+        let split = bytes
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .ok_or("no end of header")?;
+        let header = std::str::from_utf8(&bytes[..split]).map_err(|_| "header is not UTF-8")?;
+        let payload = &bytes[split + 2..];
+        let mut lines = header.split('\n');
+        if lines.next() != Some(MAGIC) {
+            return Err("not an alert-relay entry (bad first line)".into());
+        }
+        let mut field = |name: &str| -> Result<String, String> {
+            let line = lines.next().ok_or(format!("missing {name}"))?;
+            line.strip_prefix(name)
+                .and_then(|v| v.strip_prefix(' '))
+                .map(str::to_string)
+                .ok_or(format!("expected {name}, found {line:?}"))
+        };
+        let id = field("id")?;
+        let id = QueueId::parse(&id).ok_or(format!("bad id {id:?}"))?;
+        let created = field("created")?
+            .parse()
+            .map_err(|_| "bad created time".to_string())?;
+        let sender = field("sender")?;
+        let recipient = field("recipient")?;
+        let len: usize = field("payload")?
+            .parse()
+            .map_err(|_| "bad payload length".to_string())?;
+        if lines.next().is_some() {
+            return Err("unexpected header line".into());
+        }
+        if payload.len() != len {
+            return Err(format!(
+                "truncated: header says {len} payload bytes, file has {}",
+                payload.len()
+            ));
+        }
+        Ok(Entry {
+            id,
+            created,
+            sender,
+            recipient,
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+/// Keeps header values on one line of printable ASCII.
+fn header_safe(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_graphic()).collect()
+}
+
+/// What went wrong in the spool, and whether trying again can help.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SpoolError {
+    /// The file system is full (or over quota): a temporary condition.
+    Full { path: PathBuf },
+    /// Any other I/O failure, with the operation and file.
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// Another daemon holds the spool.
+    Locked { path: PathBuf },
+}
+
+impl SpoolError {
+    fn io(op: &'static str, path: &Path, source: io::Error) -> SpoolError {
+        match source.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => SpoolError::Full {
+                path: path.to_path_buf(),
+            },
+            _ => SpoolError::Io {
+                op,
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+}
+
+impl fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpoolError::Full { path } => write!(
+                f,
+                "the spool's file system is full at {}: free some space; queued mail is kept",
+                path.display()
+            ),
+            SpoolError::Io { op, path, source } => {
+                write!(f, "cannot {op} {}: {source}", path.display())?;
+                if source.kind() == io::ErrorKind::PermissionDenied {
+                    write!(
+                        f,
+                        " (check the owner and modes of the spool, queue.dir; \
+                         sendmail must be setgid to the spool's group)"
+                    )?;
+                }
+                Ok(())
+            }
+            SpoolError::Locked { path } => write!(
+                f,
+                "another alert-relayd is using the spool {} (its lock is held)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SpoolError {}
+
+/// One row of `mailq` / `relayctl queue`.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub id: QueueId,
+    pub state: &'static str,
+    pub recipient: String,
+    pub size: u64,
+    pub created: SystemTime,
+}
+
+/// A handle on the spool directory tree.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    /// Opens the spool for the daemon: creates what is missing and sets
+    /// the modes the design needs.
+    pub fn open_daemon(root: &Path) -> Result<Spool, SpoolError> {
+        let spool = Spool {
+            root: root.to_path_buf(),
+        };
+        ensure_dir(root, ROOT_MODE, true)?;
+        ensure_dir(&spool.dir("incoming"), INCOMING_MODE, true)?;
+        for d in PRIVATE_DIRS {
+            ensure_dir(&spool.dir(d), 0o700, true)?;
+        }
+        Ok(spool)
+    }
+
+    /// Opens the spool for a submitter (`sendmail`). It creates the root and
+    /// `incoming/` only when it is allowed to (e.g. before the first daemon
+    /// start, as the spool's owner), and never changes modes.
+    pub fn open_submitter(root: &Path) -> Result<Spool, SpoolError> {
+        let spool = Spool {
+            root: root.to_path_buf(),
+        };
+        ensure_dir(root, ROOT_MODE, false)?;
+        ensure_dir(&spool.dir("incoming"), INCOMING_MODE, false)?;
+        Ok(spool)
+    }
+
+    /// Opens an existing spool read-only, for listing.
+    pub fn at(root: &Path) -> Spool {
+        Spool {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Takes the daemon lock; it is held as long as the returned file is.
+    pub fn lock(&self) -> Result<File, SpoolError> {
+        let path = self.root.join("daemon.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| SpoolError::io("open", &path, e))?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(SpoolError::Locked { path });
+        }
+        Ok(file)
+    }
+
+    /// Durably adds entries to `queue/` (daemon side). Returns once every
+    /// entry is on disk; on error none is left behind half-written.
+    pub fn commit(&self, entries: &[Entry]) -> Result<(), SpoolError> {
+        write_durably(&self.dir("tmp"), &self.dir("queue"), entries, 0o600)
+    }
+
+    /// Durably adds entries to `incoming/` (submitter side), then pokes the
+    /// daemon if it runs.
+    pub fn submit(&self, entries: &[Entry]) -> Result<(), SpoolError> {
+        let incoming = self.dir("incoming");
+        // Temporary names start with a dot; the daemon skips those. The
+        // group bit lets the daemon read what another user submitted.
+        write_durably(&incoming, &incoming, entries, 0o640)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Moves every complete submission from `incoming/` into `queue/`.
+    /// Returns the entries picked up; unreadable files go to `corrupt/`.
+    pub fn pickup(&self) -> Result<Vec<Entry>, SpoolError> {
+        let incoming = self.dir("incoming");
+        let mut picked = Vec::new();
+        for (name, path) in list_dir(&incoming)? {
+            if name.starts_with('.') {
+                continue;
+            }
+            let entry = match fs::read(&path) {
+                Ok(bytes) => Entry::decode(&bytes),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SpoolError::io("read", &path, e)),
+            };
+            let entry = match entry {
+                Ok(entry) if entry.id.file_name() == name => entry,
+                Ok(_) => {
+                    self.quarantine(&path, &name, "file name differs from its id")?;
+                    continue;
+                }
+                Err(reason) => {
+                    self.quarantine(&path, &name, &reason)?;
+                    continue;
+                }
+            };
+            // A crash after the copy and before the unlink leaves both;
+            // the queue copy wins and the submission is just removed.
+            if !self.dir("queue").join(&name).exists() {
+                self.commit(std::slice::from_ref(&entry))?;
+            }
+            fs::remove_file(&path).map_err(|e| SpoolError::io("remove", &path, e))?;
+            picked.push(entry);
+        }
+        Ok(picked)
+    }
+
+    /// Moves an unreadable file to `corrupt/`, so it is kept for a human
+    /// and never blocks the rest of the queue.
+    fn quarantine(&self, path: &Path, name: &str, reason: &str) -> Result<(), SpoolError> {
+        let dest = self.dir("corrupt").join(name);
+        tracing::warn!(
+            file = %path.display(),
+            moved_to = %dest.display(),
+            reason,
+            "corrupt spool file"
+        );
+        fs::rename(path, &dest).map_err(|e| SpoolError::io("move", path, e))
+    }
+
+    /// Reads one queued entry.
+    pub fn read(&self, id: &QueueId) -> Result<Entry, SpoolError> {
+        let path = self.dir("queue").join(id.file_name());
+        let bytes = fs::read(&path).map_err(|e| SpoolError::io("read", &path, e))?;
+        Entry::decode(&bytes).map_err(|reason| SpoolError::Io {
+            op: "parse",
+            path,
+            source: io::Error::new(io::ErrorKind::InvalidData, reason),
+        })
+    }
+
+    /// Lists incoming and queued entries, oldest first.
+    pub fn list(&self) -> Result<Vec<Listing>, SpoolError> {
+        let mut rows = Vec::new();
+        for (dir, state) in [("incoming", "incoming"), ("queue", "queued")] {
+            let path = self.dir(dir);
+            let files = match list_dir(&path) {
+                Ok(files) => files,
+                // A spool nothing was ever written to.
+                Err(SpoolError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    continue;
+                }
+                // incoming/ is not listable by unprivileged users; say what we can.
+                Err(SpoolError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::PermissionDenied && dir == "incoming" =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for (name, file) in files {
+                if !name.ends_with(MSG_SUFFIX) || name.starts_with('.') {
+                    continue;
+                }
+                let Ok(bytes) = fs::read(&file) else { continue };
+                let Ok(entry) = Entry::decode(&bytes) else {
+                    continue;
+                };
+                rows.push(Listing {
+                    size: entry.payload.len() as u64,
+                    created: entry.created_at(),
+                    id: entry.id,
+                    state,
+                    recipient: entry.recipient,
+                });
+            }
+        }
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(rows)
+    }
+
+    /// The path of the daemon's wake-up socket.
+    pub fn wake_path(&self) -> PathBuf {
+        self.root.join("wake")
+    }
+
+    /// Binds the wake-up socket (daemon side), replacing a stale one.
+    pub fn bind_wake(&self) -> Result<UnixDatagram, SpoolError> {
+        let path = self.wake_path();
+        let _ = fs::remove_file(&path);
+        let sock = UnixDatagram::bind(&path).map_err(|e| SpoolError::io("bind", &path, e))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o620))
+            .map_err(|e| SpoolError::io("chmod", &path, e))?;
+        sock.set_nonblocking(true)
+            .map_err(|e| SpoolError::io("configure", &path, e))?;
+        Ok(sock)
+    }
+
+    /// Tells a running daemon to look at the spool now. Best effort: a
+    /// stopped daemon finds the files when it starts.
+    pub fn wake(&self) {
+        if let Ok(sock) = UnixDatagram::unbound() {
+            let _ = sock.send_to(b"w", self.wake_path());
+        }
+    }
+}
+
+/// Creates `dir` with `mode` if it is missing; the daemon (`enforce`) also
+/// corrects the mode of an existing directory it owns.
+fn ensure_dir(dir: &Path, mode: u32, enforce: bool) -> Result<(), SpoolError> {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {
+            // SAFETY: geteuid has no preconditions.
+            let euid = unsafe { libc::geteuid() };
+            if enforce && meta.uid() == euid && meta.permissions().mode() & 0o7777 != mode {
+                fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+                    .map_err(|e| SpoolError::io("chmod", dir, e))?;
+            }
+            Ok(())
+        }
+        Ok(_) => Err(SpoolError::io(
+            "use",
+            dir,
+            io::Error::new(io::ErrorKind::AlreadyExists, "not a directory"),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| SpoolError::io("create", dir, e))?;
+            // mkdir's mode is filtered by the umask; set it exactly.
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+                .map_err(|e| SpoolError::io("chmod", dir, e))?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(SpoolError::io("stat", dir, e)),
+    }
+}
+
+/// Names and paths of a directory's entries.
+fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, SpoolError> {
+    let rd = fs::read_dir(dir).map_err(|e| SpoolError::io("list", dir, e))?;
+    let mut out = Vec::new();
+    for item in rd {
+        let item = item.map_err(|e| SpoolError::io("list", dir, e))?;
+        if let Ok(name) = item.file_name().into_string() {
+            out.push((name, item.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The durability protocol: write each entry to a temporary file in
+/// `tmp_dir`, fsync it, rename it into `dest_dir`, then fsync `dest_dir`
+/// once for the whole batch. On error, temporary files are removed and
+/// already renamed entries of the batch are unlinked again, so a failed
+/// batch leaves nothing that could be delivered.
+fn write_durably(
+    tmp_dir: &Path,
+    dest_dir: &Path,
+    entries: &[Entry],
+    mode: u32,
+) -> Result<(), SpoolError> {
+    let mut written: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(entries.len());
+    let result = (|| {
+        for entry in entries {
+            let tmp = tmp_dir.join(format!(".{}.tmp", entry.id));
+            written.push((tmp.clone(), dest_dir.join(entry.id.file_name())));
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&tmp)
+                .map_err(|e| SpoolError::io("create", &tmp, e))?;
+            file.write_all(&entry.encode())
+                .map_err(|e| SpoolError::io("write", &tmp, e))?;
+            file.sync_all()
+                .map_err(|e| SpoolError::io("fsync", &tmp, e))?;
+        }
+        for (tmp, dest) in &written {
+            fs::rename(tmp, dest).map_err(|e| SpoolError::io("rename", tmp, e))?;
+        }
+        sync_dir(dest_dir)
+    })();
+    if result.is_err() {
+        for (tmp, dest) in &written {
+            let _ = fs::remove_file(tmp);
+            let _ = fs::remove_file(dest);
+        }
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| SpoolError::io("fsync", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(payload: &[u8]) -> Entry {
+        Entry::new("ossecm@mon", "alerts@example.org", payload.to_vec())
+    }
+
+    #[test]
+    fn ids_are_unique_and_sorted() {
+        let ids: Vec<QueueId> = (0..1000).map(|_| QueueId::generate()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, ids);
+        assert!(QueueId::parse(ids[0].as_str()).is_some());
+        assert!(QueueId::parse("../../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn entries_round_trip_with_any_payload() {
+        let e = entry(b"\0\xff\n\nbinary\r\n.\r\n");
+        assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
+    }
+
+    #[test]
+    fn damaged_entries_are_recognised() {
+        let bytes = entry(b"hello world").encode();
+        let truncated = &bytes[..bytes.len() - 3];
+        assert!(Entry::decode(truncated).unwrap_err().contains("truncated"));
+        assert!(Entry::decode(b"garbage").is_err());
+        let bad_header = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("created", "kreated");
+        assert!(Entry::decode(bad_header.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn header_fields_cannot_inject_lines() {
+        let e = Entry::new("a@b\nrecipient evil@x", "r@x", vec![]);
+        let d = Entry::decode(&e.encode()).unwrap();
+        assert_eq!(d.recipient, "r@x");
+        assert!(!d.sender.contains('\n'));
+    }
+
+    #[test]
+    fn spool_layout_and_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("spool");
+        let spool = Spool::open_daemon(&root).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&root), 0o710);
+        assert_eq!(mode(&root.join("incoming")), 0o3730);
+        assert_eq!(mode(&root.join("queue")), 0o700);
+        let _lock = spool.lock().unwrap();
+        assert!(matches!(spool.lock(), Err(SpoolError::Locked { .. })));
+    }
+
+    #[test]
+    fn submit_then_pickup_moves_to_queue_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        let e = entry(b"alert");
+        spool.submit(std::slice::from_ref(&e)).unwrap();
+        assert_eq!(spool.list().unwrap()[0].state, "incoming");
+        // Simulate a crash after the copy: the queue already has it.
+        spool.commit(std::slice::from_ref(&e)).unwrap();
+        let picked = spool.pickup().unwrap();
+        assert_eq!(picked, vec![e.clone()]);
+        let rows = spool.list().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].state, "queued");
+        assert_eq!(spool.read(&e.id).unwrap(), e);
+    }
+
+    #[test]
+    fn corrupt_submissions_are_quarantined() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        let good = entry(b"fine");
+        spool.submit(std::slice::from_ref(&good)).unwrap();
+        fs::write(dir.path().join("incoming/garbage.msg"), b"not an entry").unwrap();
+        let picked = spool.pickup().unwrap();
+        assert_eq!(picked, vec![good]);
+        assert!(dir.path().join("corrupt/garbage.msg").exists());
+    }
+}

@@ -1,0 +1,13 @@
+//! Exit codes from sysexits.h, which sendmail's callers (cron, mail
+//! libraries) understand.
+
+pub const OK: u8 = 0;
+pub const USAGE: u8 = 64;
+pub const DATAERR: u8 = 65;
+pub const NOUSER: u8 = 67;
+pub const SOFTWARE: u8 = 70;
+pub const OSERR: u8 = 71;
+pub const IOERR: u8 = 74;
+pub const TEMPFAIL: u8 = 75;
+pub const NOPERM: u8 = 77;
+pub const CONFIG: u8 = 78;

@@ -1,0 +1,338 @@
+//! Test harness: a temporary install (config, spool) and the real binaries.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use alert_relay::spool::Entry;
+
+pub const DAEMON: &str = env!("CARGO_BIN_EXE_alert-relayd");
+pub const SENDMAIL: &str = env!("CARGO_BIN_EXE_sendmail");
+pub const RELAYCTL: &str = env!("CARGO_BIN_EXE_relayctl");
+
+pub const FINGERPRINT: &str = "FD720AD9EBA34B1C123456789ABCDEF012345678";
+
+/// A throwaway installation: its own directory, config and spool.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    /// Extra lines for the [listen] section.
+    pub listen: String,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        Setup::with_listen("")
+    }
+
+    pub fn with_listen(extra: &str) -> Setup {
+        let setup = Setup {
+            dir: tempfile::tempdir().unwrap(),
+            listen: extra.to_string(),
+        };
+        setup.write_config(&setup.config_text(""));
+        setup
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("relay.toml")
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.path("spool")
+    }
+
+    /// The standard config, with `extra` appended.
+    pub fn config_text(&self, extra: &str) -> String {
+        format!(
+            r#"[listen]
+addresses = ["127.0.0.1:0"]
+hostname = "mon.example.org"
+{listen}
+
+[queue]
+dir = "{spool}"
+
+[relay]
+host = "relay.example.net"
+sender = "OSSEC HIDS <ossec@example.net>"
+
+[[recipients]]
+address = "alerts@example.org"
+key = "{dir}/alerts.asc"
+fingerprint = "{FINGERPRINT}"
+
+[[recipients]]
+address = "journalist@example.org"
+key = "{dir}/journalist.asc"
+fingerprint = "{FINGERPRINT}"
+
+[aliases]
+root = "alerts@example.org"
+ossec = ["alerts@example.org", "journalist@example.org"]
+{extra}
+"#,
+            listen = self.listen,
+            spool = self.spool().display(),
+            dir = self.dir.path().display(),
+        )
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    pub fn start(&self) -> Daemon {
+        Daemon::start(&self.config_path(), &self.path("daemon.log"))
+    }
+
+    /// Runs `sendmail` (or a link to it named `program`) with `stdin`.
+    pub fn sendmail_as(&self, program: &str, args: &[&str], stdin: &[u8]) -> Output {
+        let exe = if program == "sendmail" {
+            PathBuf::from(SENDMAIL)
+        } else {
+            let link = self.path(program);
+            if !link.exists() {
+                std::os::unix::fs::symlink(SENDMAIL, &link).unwrap();
+            }
+            link
+        };
+        let mut child = Command::new(exe)
+            .args(args)
+            .env("ALERT_RELAY_CONFIG", self.config_path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // sendmail may exit (bad config, bad flags) before reading its input.
+        let _ = child.stdin.take().unwrap().write_all(stdin);
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn sendmail(&self, args: &[&str], stdin: &[u8]) -> Output {
+        self.sendmail_as("sendmail", args, stdin)
+    }
+
+    pub fn relayctl(&self, args: &[&str]) -> Output {
+        Command::new(RELAYCTL)
+            .args(args)
+            .env("ALERT_RELAY_CONFIG", self.config_path())
+            .output()
+            .unwrap()
+    }
+
+    /// The entries in one spool directory (`queue`, `incoming`, ...).
+    pub fn entries(&self, dir: &str) -> Vec<Entry> {
+        let Ok(rd) = std::fs::read_dir(self.spool().join(dir)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Entry> = rd
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "msg"))
+            .map(|p| Entry::decode(&std::fs::read(&p).unwrap()).unwrap())
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    pub fn queued(&self) -> Vec<Entry> {
+        self.entries("queue")
+    }
+
+    /// Waits until `queue/` holds `n` entries.
+    pub fn wait_queued(&self, n: usize) -> Vec<Entry> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let q = self.queued();
+            if q.len() >= n || Instant::now() > deadline {
+                return q;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A running `alert-relayd`, killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, log: &Path) -> Daemon {
+        let logfile = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let skip = std::fs::read_to_string(log).unwrap_or_default().len();
+        let child = Command::new(DAEMON)
+            .arg("--config")
+            .arg(config)
+            .stderr(logfile)
+            .spawn()
+            .unwrap();
+        let mut daemon = Daemon {
+            child,
+            port: 0,
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let fresh = &text[skip.min(text.len())..];
+            if let Some(port) = fresh
+                .lines()
+                .filter(|l| l.contains("listening addr=127.0.0.1:"))
+                .find_map(|l| l.rsplit(':').next()?.trim().parse().ok())
+                && fresh.contains("started")
+            {
+                daemon.port = port;
+                return daemon;
+            }
+            if let Some(status) = daemon.child.try_wait().unwrap() {
+                panic!("alert-relayd exited with {status}:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alert-relayd did not start:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for the process to exit; panics after 30 s.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "alert-relayd did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw SMTP client that reads each reply with a single `recv`, as
+/// OSSEC's maild does.
+pub struct Client {
+    pub stream: TcpStream,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client { stream }
+    }
+
+    /// One `recv`: whatever the server sent in one go.
+    pub fn recv(&mut self) -> String {
+        let mut buf = [0u8; 4096];
+        let n = self.stream.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends a command and returns the reply code of the one reply read.
+    pub fn cmd(&mut self, line: &str) -> u16 {
+        self.send(format!("{line}\r\n").as_bytes());
+        code(&self.recv())
+    }
+
+    /// Reads until the server closes; returns all it sent.
+    pub fn read_to_close(&mut self) -> String {
+        let mut out = Vec::new();
+        let _ = self.stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// The code of a reply; panics unless it is one complete reply.
+pub fn code(reply: &str) -> u16 {
+    assert!(reply.ends_with("\r\n"), "incomplete reply {reply:?}");
+    let last = reply.trim_end().lines().last().unwrap();
+    assert_eq!(last.as_bytes().get(3), Some(&b' '), "bad reply {reply:?}");
+    last[..3].parse().unwrap()
+}
+
+/// Submits one message over SMTP with Python's smtplib, a client this
+/// project did not write. Returns smtplib's outcome line.
+pub fn smtplib_send(port: u16, from: &str, to: &[&str], message: &[u8]) -> String {
+    let script = r#"
+import smtplib, sys
+port, sender, rcpts = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(",")
+msg = sys.stdin.buffer.read()
+try:
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+        refused = s.sendmail(sender, rcpts, msg)
+        print("ok", sorted(refused))
+except smtplib.SMTPRecipientsRefused as e:
+    print("refused", sorted(e.recipients))
+except smtplib.SMTPResponseException as e:
+    print("error", e.smtp_code, e.smtp_error.decode())
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(from)
+        .arg(to.join(","))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

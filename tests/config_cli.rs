@@ -1,0 +1,173 @@
+//! Config errors as an admin meets them: through `relayctl check` and
+//! `alert-relayd` startup, each naming the file, the key and the problem.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::{DAEMON, Setup};
+
+fn out_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// (what to change in the standard config, what the error must say)
+const BAD: &[(&str, &str, &str)] = &[
+    (
+        "FD720AD9EBA34B1C123456789ABCDEF012345678\"\n\n[[recipients]]\naddress = \"journalist",
+        "FD720AD9\"\n\n[[recipients]]\naddress = \"journalist",
+        "recipients[0].fingerprint: \"FD720AD9\" is not an OpenPGP fingerprint",
+    ),
+    (
+        "dir = ",
+        "retry = [\"1m\", \"soon\"]\ndir = ",
+        "queue.retry[1]: \"soon\" is not a duration",
+    ),
+    (
+        "hostname = ",
+        "max_message_size = \"lots\"\nhostname = ",
+        "listen.max_message_size: \"lots\" is not a size",
+    ),
+    (
+        "host = \"relay.example.net\"",
+        "host = \"relay.example.net\"\nfingerprints = [\"6D:87:EE\"]",
+        "relay.fingerprints[0]: \"6D:87:EE\" has 6 hex digits",
+    ),
+    (
+        "host = \"relay.example.net\"",
+        "host = \"relay.example.net\"\nport = 99999",
+        "relay.port",
+    ),
+    (
+        "hostname = ",
+        "hostnme = \"typo\"\nhostname = ",
+        "listen.hostnme: unknown field `hostnme`",
+    ),
+    (
+        "127.0.0.1:0",
+        "192.0.2.1:25",
+        "listen.addresses[0]: 192.0.2.1:25 is not a loopback address",
+    ),
+    (
+        "root = \"alerts@example.org\"",
+        "root = \"someone@gmail.com\"",
+        "aliases.root: someone@gmail.com is not a configured recipient or alias",
+    ),
+];
+
+#[test]
+fn each_bad_value_is_refused_by_check_and_by_the_daemon() {
+    for (from, to, want) in BAD {
+        let setup = Setup::new();
+        let text = setup.config_text("");
+        assert!(text.contains(from), "test mutation {from:?} does not apply");
+        setup.write_config(&text.replacen(from, to, 1));
+
+        let check = setup.relayctl(&["check"]);
+        assert_eq!(check.status.code(), Some(78), "{want}");
+        let said = out_text(&check);
+        let file = setup.config_path().display().to_string();
+        assert!(
+            said.contains(&format!("{file}: ")),
+            "names the file: {said}"
+        );
+        assert!(said.contains(want), "want {want:?} in {said}");
+
+        let daemon = Command::new(DAEMON)
+            .arg("--config")
+            .arg(setup.config_path())
+            .output()
+            .unwrap();
+        assert_eq!(daemon.status.code(), Some(78));
+        assert!(out_text(&daemon).contains(want), "{}", out_text(&daemon));
+        assert!(!setup.spool().exists(), "a refused config touches nothing");
+    }
+}
+
+#[test]
+fn a_good_config_checks_ok_with_config_before_or_after_the_subcommand() {
+    let setup = Setup::new();
+    let path = setup.config_path();
+    let path = path.to_str().unwrap();
+    for args in [["check", "--config", path], ["--config", path, "check"]] {
+        let out = Command::new(common::RELAYCTL).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", out_text(&out));
+        assert!(out_text(&out).contains(": ok (2 recipients, relay relay.example.net:587)"));
+    }
+}
+
+#[test]
+fn the_environment_names_the_config_and_a_missing_file_says_how_to_fix_it() {
+    let out = Command::new(common::RELAYCTL)
+        .arg("check")
+        .env("ALERT_RELAY_CONFIG", "/nonexistent/relay.toml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let said = out_text(&out);
+    assert!(
+        said.contains("/nonexistent/relay.toml: cannot read the config"),
+        "{said}"
+    );
+    assert!(said.contains("--config or ALERT_RELAY_CONFIG"), "{said}");
+}
+
+#[test]
+fn a_password_file_readable_by_others_is_refused_and_never_printed() {
+    let setup = Setup::new();
+    let pw = setup.path("sasl_password");
+    std::fs::write(&pw, "hunter2-secret").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    setup.write_config(&setup.config_text("").replace(
+        "sender = ",
+        &format!(
+            "username = \"ossec\"\npassword_file = \"{}\"\nsender = ",
+            pw.display()
+        ),
+    ));
+    let check = setup.relayctl(&["check"]);
+    assert_eq!(check.status.code(), Some(78));
+    let said = out_text(&check);
+    assert!(said.contains("relay.password_file"), "{said}");
+    assert!(said.contains("chmod 600"), "{said}");
+    assert!(!said.contains("hunter2"), "{said}");
+
+    let daemon = Command::new(DAEMON)
+        .arg("--config")
+        .arg(setup.config_path())
+        .output()
+        .unwrap();
+    assert_eq!(daemon.status.code(), Some(78));
+    assert!(!out_text(&daemon).contains("hunter2"));
+
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(setup.relayctl(&["check"]).status.success());
+}
+
+#[test]
+fn allow_remote_permits_a_non_loopback_address() {
+    let setup = Setup::new();
+    setup.write_config(
+        &setup
+            .config_text("")
+            .replace("127.0.0.1:0", "0.0.0.0:0")
+            .replace("hostname = ", "allow_remote = true\nhostname = "),
+    );
+    assert!(setup.relayctl(&["check"]).status.success());
+}
+
+#[test]
+fn the_shipped_example_config_uses_only_known_keys() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/relay.toml");
+    let config = alert_relay::config::Config::load(&path).unwrap();
+    assert_eq!(
+        config.relay.sasl_identity().as_deref(),
+        Some("ossec@gmail.com")
+    );
+    assert_eq!(config.router().resolve("root").unwrap().len(), 1);
+}

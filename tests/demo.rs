@@ -1,0 +1,30 @@
+//! `relayctl demo`, the README's first command.
+
+mod common;
+
+#[test]
+fn demo_runs_the_path_and_cleans_up() {
+    let out = std::process::Command::new(common::RELAYCTL)
+        .arg("demo")
+        .env("TMPDIR", tempfile::tempdir().unwrap().keep())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("S: 250 2.0.0 Ok: queued as "), "{text}");
+    assert!(text.contains("S: 221 2.0.0 Bye"), "{text}");
+    assert!(text.contains("-- 1 Kbytes in 2 requests."), "{text}");
+    let config_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("config"))
+        .unwrap();
+    let config = config_line.split_whitespace().last().unwrap();
+    assert!(
+        !std::path::Path::new(config).exists(),
+        "the demo removes its files"
+    );
+}

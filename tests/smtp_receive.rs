@@ -1,0 +1,284 @@
+//! The loopback SMTP listener, driven over real sockets against the real
+//! `alert-relayd` binary.
+
+mod common;
+
+use common::{Client, Setup, code, smtplib_send};
+
+/// What OSSEC's maild sends (os_maild/sendmail.c): HELO, MAIL and RCPT with
+/// its own spelling, then headers with duplicate To lines, no Message-ID,
+/// 8-bit bytes, no dot-stuffing, and the data sent in pieces before the
+/// one read of the reply.
+#[test]
+fn ossec_transcript_gets_one_reply_per_command() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let mut c = daemon.connect();
+    let mut codes = vec![code(&c.recv())];
+    for line in [
+        "Helo notify.ossec.net",
+        "Mail From: <ossecm@mon.example.org>",
+        "Rcpt To: <root@localhost>",
+        "Rcpt To: <journalist@example.org>",
+        "DATA",
+    ] {
+        codes.push(c.cmd(line));
+    }
+    c.send(b"To: <root@localhost>\r\nTo: <journalist@example.org>\r\n");
+    c.send(b"From: OSSEC HIDS <ossecm@mon.example.org>\r\n");
+    c.send(b"Subject: OSSEC Notification - (app) 10.20.2.2 - Alert level 7\r\n");
+    c.send(b"X-IDS-OSSEC: 7\r\n\r\n");
+    c.send(
+        b"OSSEC HIDS Notification.\r\nRule: 5503 fired (level 7) -> \"caf\xe9 login failed\"\r\n",
+    );
+    c.send(b"\r\n.\r\n");
+    codes.push(code(&c.recv()));
+    codes.push(c.cmd("QUIT"));
+    assert_eq!(codes, vec![220, 250, 250, 250, 250, 354, 250, 221]);
+
+    let queued = setup.wait_queued(2);
+    assert_eq!(queued.len(), 2, "one entry per recipient");
+    let mut to: Vec<&str> = queued.iter().map(|e| e.recipient.as_str()).collect();
+    to.sort();
+    assert_eq!(to, vec!["alerts@example.org", "journalist@example.org"]);
+    for e in &queued {
+        assert!(
+            e.payload
+                .windows(b"caf\xe9 login".len())
+                .any(|w| w == b"caf\xe9 login"),
+            "8-bit body kept"
+        );
+        assert_eq!(e.sender, "ossecm@mon.example.org");
+    }
+}
+
+#[test]
+fn smtplib_submission_is_spooled_with_dots_unstuffed() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let message = b"Subject: disk\r\n\r\nline one\r\n.leading dot\r\n";
+    let outcome = smtplib_send(daemon.port, "cron@mon", &["root"], message);
+    assert_eq!(outcome, "ok []");
+    let queued = setup.wait_queued(1);
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].recipient, "alerts@example.org");
+    // smtplib stuffs the leading dot; the spool holds the original line.
+    assert_eq!(queued[0].payload, message);
+    let log = daemon.wait_log("queued");
+    assert!(
+        log.contains(&format!("id={} to=alerts@example.org", queued[0].id)),
+        "{log}"
+    );
+    assert!(!log.contains("leading dot"), "no alert content in the log");
+}
+
+#[test]
+fn unknown_recipient_is_refused_and_the_next_client_served() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let outcome = smtplib_send(
+        daemon.port,
+        "x@y",
+        &["someone@gmail.com"],
+        b"Subject: x\r\n\r\nx\r\n",
+    );
+    assert!(outcome.starts_with("refused"), "{outcome}");
+    let mut c = daemon.connect();
+    c.recv();
+    c.cmd("EHLO test");
+    c.cmd("MAIL FROM:<x@y>");
+    c.send(b"RCPT TO:<root@elsewhere.org>\r\n");
+    let reply = c.recv();
+    assert!(reply.starts_with("550 5.1.1"), "{reply}");
+    assert_eq!(
+        smtplib_send(daemon.port, "x@y", &["root"], b"Subject: ok\r\n\r\nok\r\n"),
+        "ok []"
+    );
+    assert_eq!(setup.wait_queued(1).len(), 1);
+}
+
+#[test]
+fn oversize_message_gets_552_and_nothing_is_kept() {
+    let setup = Setup::with_listen("max_message_size = \"1KiB\"");
+    let daemon = setup.start();
+    let mut c = daemon.connect();
+    let banner = c.recv();
+    assert_eq!(code(&banner), 220);
+    c.send(b"EHLO t\r\n");
+    assert!(c.recv().contains("SIZE 1024"));
+    assert_eq!(c.cmd("MAIL FROM:<x@y> SIZE=5000"), 552);
+    assert_eq!(c.cmd("MAIL FROM:<x@y>"), 250);
+    assert_eq!(c.cmd("RCPT TO:<root>"), 250);
+    assert_eq!(c.cmd("DATA"), 354);
+    c.send(&b"x".repeat(3000));
+    c.send(b"\r\n.\r\n");
+    let reply = c.recv();
+    assert!(reply.starts_with("552 5.3.4"), "{reply}");
+    // The session is still in step: a small message now goes through.
+    assert_eq!(c.cmd("MAIL FROM:<x@y>"), 250);
+    assert_eq!(c.cmd("RCPT TO:<root>"), 250);
+    assert_eq!(c.cmd("DATA"), 354);
+    c.send(b"small\r\n.\r\n");
+    assert_eq!(code(&c.recv()), 250);
+    let queued = setup.wait_queued(1);
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].payload, b"small\r\n");
+}
+
+#[test]
+fn overlong_command_line_gets_500_and_the_session_goes_on() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let mut c = daemon.connect();
+    c.recv();
+    let long = format!("NOOP {}", "a".repeat(10_000));
+    c.send(format!("{long}\r\n").as_bytes());
+    let reply = c.recv();
+    assert!(reply.starts_with("500 5.5.2"), "{reply}");
+    assert_eq!(c.cmd("NOOP"), 250);
+}
+
+#[test]
+fn too_many_recipients_get_452() {
+    let setup = Setup::with_listen("max_recipients = 2");
+    let daemon = setup.start();
+    let mut c = daemon.connect();
+    c.recv();
+    assert_eq!(c.cmd("HELO t"), 250);
+    assert_eq!(c.cmd("MAIL FROM:<x@y>"), 250);
+    assert_eq!(c.cmd("RCPT TO:<root>"), 250);
+    assert_eq!(c.cmd("RCPT TO:<journalist@example.org>"), 250);
+    assert_eq!(c.cmd("RCPT TO:<alerts@example.org>"), 452);
+    assert_eq!(c.cmd("DATA"), 354);
+    c.send(b"two recipients\r\n.\r\n");
+    assert_eq!(code(&c.recv()), 250);
+    assert_eq!(setup.wait_queued(2).len(), 2);
+}
+
+#[test]
+fn silent_client_gets_421_and_others_are_served() {
+    let setup = Setup::with_listen("idle_timeout = \"1s\"");
+    let daemon = setup.start();
+    let mut slow = daemon.connect();
+    slow.recv();
+    // While the slow client sits there, another one is served.
+    assert_eq!(
+        smtplib_send(daemon.port, "x@y", &["root"], b"Subject: a\r\n\r\na\r\n"),
+        "ok []"
+    );
+    let rest = slow.read_to_close();
+    assert!(rest.starts_with("421 4.4.2"), "{rest:?}");
+}
+
+#[test]
+fn connections_over_the_limit_get_421() {
+    let setup = Setup::with_listen("max_connections = 1");
+    let daemon = setup.start();
+    let mut first = daemon.connect();
+    assert_eq!(code(&first.recv()), 220);
+    let mut second = daemon.connect();
+    let reply = second.read_to_close();
+    assert!(reply.starts_with("421 4.7.0"), "{reply:?}");
+    // The first client is unaffected.
+    assert_eq!(first.cmd("NOOP"), 250);
+    assert_eq!(first.cmd("QUIT"), 221);
+    drop(first);
+    // Its slot is free again.
+    let mut third = Client::connect(daemon.port);
+    let mut banner = third.recv();
+    for _ in 0..50 {
+        if banner.starts_with("220") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        third = Client::connect(daemon.port);
+        banner = third.recv();
+    }
+    assert_eq!(code(&banner), 220);
+}
+
+#[test]
+fn accepted_mail_survives_kill_9() {
+    let setup = Setup::new();
+    let mut daemon = setup.start();
+    let mut c = daemon.connect();
+    c.recv();
+    c.cmd("HELO t");
+    c.cmd("MAIL FROM:<ossecm@mon>");
+    c.cmd("RCPT TO:<root>");
+    c.cmd("DATA");
+    c.send(b"Subject: survive\r\n\r\nmust not be lost\r\n.\r\n");
+    let reply = c.recv();
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    let id = reply.trim_end().rsplit(' ').next().unwrap().to_string();
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit();
+
+    let restarted = setup.start();
+    let queued = setup.queued();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].id.as_str(), id);
+    assert_eq!(
+        queued[0].payload,
+        b"Subject: survive\r\n\r\nmust not be lost\r\n"
+    );
+    let listing = setup.relayctl(&["queue"]);
+    assert!(String::from_utf8_lossy(&listing.stdout).contains(&id));
+    drop(restarted);
+}
+
+#[test]
+fn sigterm_finishes_the_transaction_in_flight() {
+    let setup = Setup::new();
+    let mut daemon = setup.start();
+    let mut idle = daemon.connect();
+    idle.recv();
+    let mut c = daemon.connect();
+    c.recv();
+    c.cmd("HELO t");
+    c.cmd("MAIL FROM:<x@y>");
+    c.cmd("RCPT TO:<root>");
+    assert_eq!(c.cmd("DATA"), 354);
+    c.send(b"Subject: in flight\r\n\r\nfirst half\r\n");
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_log("stopping");
+    // The idle client is told to come back later.
+    let bye = idle.read_to_close();
+    assert!(bye.starts_with("421 4.3.2"), "{bye:?}");
+    c.send(b"second half\r\n.\r\n");
+    assert_eq!(code(&c.recv()), 250);
+    let status = daemon.wait_exit();
+    assert!(status.success(), "{status}");
+    assert_eq!(setup.queued().len(), 1);
+}
+
+#[test]
+fn sighup_reloads_and_a_bad_config_keeps_the_old_one() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    let mut c = daemon.connect();
+    c.recv();
+    c.cmd("MAIL FROM:<x@y>");
+    assert_eq!(c.cmd("RCPT TO:<webmaster>"), 550);
+
+    setup.write_config(&setup.config_text("webmaster = \"alerts@example.org\""));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("reloaded");
+    let mut c = daemon.connect();
+    c.recv();
+    c.cmd("MAIL FROM:<x@y>");
+    assert_eq!(c.cmd("RCPT TO:<webmaster>"), 250);
+
+    setup.write_config("[listen]\nbogus = 1\n");
+    daemon.signal(libc::SIGHUP);
+    let log = daemon.wait_log("config rejected");
+    assert!(log.contains("listen.bogus: unknown field"), "{log}");
+    let mut c = daemon.connect();
+    c.recv();
+    c.cmd("MAIL FROM:<x@y>");
+    assert_eq!(
+        c.cmd("RCPT TO:<webmaster>"),
+        250,
+        "the old config still runs"
+    );
+}
