@@ -130,6 +130,13 @@ impl Daemon {
     pub async fn start(path: &Path, config: Config) -> Result<Daemon, StartError> {
         let spool = Spool::open_daemon(&config.queue.dir).map_err(StartError::Spool)?;
         let lock = spool.lock().map_err(StartError::Spool)?;
+        let abandoned = spool.clean_tmp().map_err(StartError::Spool)?;
+        if abandoned > 0 {
+            tracing::info!(
+                files = abandoned,
+                "removed unacknowledged partial writes from tmp/"
+            );
+        }
         let listeners = bind(&config.listen).await?;
         let wake = spool
             .bind_wake()

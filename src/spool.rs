@@ -87,6 +87,8 @@ const MSG_SUFFIX: &str = ".msg";
 const ROOT_MODE: u32 = 0o710;
 const INCOMING_MODE: u32 = 0o3730;
 const PRIVATE_DIRS: [&str; 5] = ["queue", "held", "failed", "corrupt", "tmp"];
+/// Age after which a temporary file in `incoming/` is known to be abandoned.
+const STALE_SUBMISSION: Duration = Duration::from_secs(3600);
 
 /// Identifies one outgoing message (one recipient) from arrival to delivery.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -368,6 +370,17 @@ impl Spool {
         Ok(file)
     }
 
+    /// Removes what a crash left half-written in `tmp/`. Call it with the
+    /// daemon lock held: nothing there was ever acknowledged.
+    pub fn clean_tmp(&self) -> Result<usize, SpoolError> {
+        let mut removed = 0;
+        for (_, path) in list_dir(&self.dir("tmp"))? {
+            fs::remove_file(&path).map_err(|e| SpoolError::io("remove", &path, e))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// Durably adds entries to `queue/` (daemon side). Returns once every
     /// entry is on disk; on error none is left behind half-written.
     pub fn commit(&self, entries: &[Entry]) -> Result<(), SpoolError> {
@@ -392,6 +405,18 @@ impl Spool {
         let mut picked = Vec::new();
         for (name, path) in list_dir(&incoming)? {
             if name.starts_with('.') {
+                // A submission being written, or one whose writer died:
+                // sendmail writes only after reading all its input, so a
+                // temporary file this old was never acknowledged.
+                let stale = fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_SUBMISSION);
+                if stale {
+                    tracing::warn!(file = %path.display(), "removing an abandoned partial submission");
+                    let _ = fs::remove_file(&path);
+                }
                 continue;
             }
             let entry = match fs::read(&path) {
@@ -664,6 +689,9 @@ mod tests {
         assert_eq!(mode(&root.join("queue")), 0o700);
         let _lock = spool.lock().unwrap();
         assert!(matches!(spool.lock(), Err(SpoolError::Locked { .. })));
+        fs::write(root.join("tmp/.half.tmp"), b"half").unwrap();
+        assert_eq!(spool.clean_tmp().unwrap(), 1);
+        assert!(spool.list().unwrap().is_empty());
     }
 
     #[test]
