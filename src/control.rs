@@ -1,6 +1,7 @@
 //! What `relayctl` and `mailq` show an admin.
 
 use crate::config::{Config, ConfigError};
+use crate::encrypt::Keyring;
 use crate::spool::Listing;
 
 /// The queue as a table, oldest first, or "Mail queue is empty".
@@ -42,11 +43,27 @@ pub fn check(config: Result<Config, ConfigError>) -> (String, bool) {
     };
     let mut report = String::new();
     let mut ok = true;
-    match config.check_secrets() {
-        Ok(()) => {}
+    if let Err(e) = config.check_secrets() {
+        ok = false;
+        report.push_str(&format!("{e}\n"));
+    }
+    match Keyring::load(&config) {
         Err(e) => {
             ok = false;
             report.push_str(&format!("{e}\n"));
+        }
+        Ok(keyring) => {
+            for (key, reason) in keyring.unusable(std::time::SystemTime::now()) {
+                ok = false;
+                let i = key.index;
+                report.push_str(&format!(
+                    "{}: recipients[{i}].key: {} ({}): {reason}; alerts to {} would be held\n",
+                    config.path.display(),
+                    key.path.display(),
+                    key.fingerprint,
+                    key.recipient
+                ));
+            }
         }
     }
     if ok {

@@ -83,14 +83,14 @@ pub fn run(config_path: &Path) -> u8 {
     init_logging();
     let started = load(config_path)
         .map_err(StartError::Config)
-        .and_then(|config| {
+        .and_then(|ctx| {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(StartError::Runtime)
                 .and_then(|rt| {
                     rt.block_on(async {
-                        let daemon = Daemon::start(config_path, config).await?;
+                        let daemon = Daemon::start(config_path, ctx).await?;
                         daemon.run(std::future::pending()).await
                     })
                 })
@@ -107,11 +107,22 @@ pub fn run(config_path: &Path) -> u8 {
     }
 }
 
-/// Loads and fully validates a config, secrets included.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+/// Loads and fully validates a config, secrets and keys included. A key
+/// that is right but cannot encrypt is logged, not refused: that
+/// recipient's alerts are held with a notice while the others flow.
+pub fn load(path: &Path) -> Result<Context, ConfigError> {
     let config = Config::load(path)?;
     config.check_secrets()?;
-    Ok(config)
+    let ctx = Context::new(config)?;
+    for (key, reason) in ctx.keyring.unusable(std::time::SystemTime::now()) {
+        tracing::error!(
+            to = %key.recipient,
+            fingerprint = %key.fingerprint,
+            reason = %reason,
+            "this recipient's key cannot encrypt: their alerts will be held with a notice"
+        );
+    }
+    Ok(ctx)
 }
 
 /// A daemon whose spool is open and locked and whose listeners are bound,
@@ -122,12 +133,13 @@ pub struct Daemon {
     _lock: std::fs::File,
     listeners: Vec<TcpListener>,
     wake: tokio::net::UnixDatagram,
-    config: Config,
+    ctx: Context,
 }
 
 impl Daemon {
     /// Opens the spool and binds the listeners; nothing is accepted yet.
-    pub async fn start(path: &Path, config: Config) -> Result<Daemon, StartError> {
+    pub async fn start(path: &Path, ctx: Context) -> Result<Daemon, StartError> {
+        let config = &ctx.config;
         let spool = Spool::open_daemon(&config.queue.dir).map_err(StartError::Spool)?;
         let lock = spool.lock().map_err(StartError::Spool)?;
         let abandoned = spool.clean_tmp().map_err(StartError::Spool)?;
@@ -154,7 +166,7 @@ impl Daemon {
             _lock: lock,
             listeners,
             wake,
-            config,
+            ctx,
         })
     }
 
@@ -174,17 +186,17 @@ impl Daemon {
             _lock,
             listeners,
             wake,
-            config,
+            ctx,
         } = self;
         let mut sighup = signal(SignalKind::hangup()).map_err(StartError::Runtime)?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::Runtime)?;
         let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Runtime)?;
 
-        let max_connections = config.listen.max_connections;
+        let max_connections = ctx.config.listen.max_connections;
         let permits = Arc::new(Semaphore::new(max_connections));
         let queued = Arc::new(Notify::new());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (ctx_tx, ctx_rx) = watch::channel(Arc::new(Context::new(config)));
+        let (ctx_tx, ctx_rx) = watch::channel(Arc::new(ctx));
 
         for listener in listeners {
             let sink = Sink::Queue(spool.clone(), queued.clone());
@@ -262,13 +274,14 @@ async fn bind(listen: &Listen) -> Result<Vec<TcpListener>, StartError> {
 
 /// Re-reads the config; a bad one is logged and the running one kept.
 fn reload(path: &Path, ctx_tx: &watch::Sender<Arc<Context>>) {
-    let config = match load(path) {
+    let ctx = match load(path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("config rejected, keeping the running one: {e}");
             return;
         }
     };
+    let config = &ctx.config;
     let old = ctx_tx.borrow().config.clone();
     if old.listen.addresses != config.listen.addresses
         || old.queue.dir != config.queue.dir
@@ -278,7 +291,7 @@ fn reload(path: &Path, ctx_tx: &watch::Sender<Arc<Context>>) {
             "listen.addresses, listen.max_connections and queue.dir take effect at the next restart"
         );
     }
-    let _ = ctx_tx.send(Arc::new(Context::new(config)));
+    let _ = ctx_tx.send(Arc::new(ctx));
     tracing::info!(config = %path.display(), "reloaded");
 }
 

@@ -6,8 +6,10 @@
 //! cron-style message through the `sendmail` code path, shows each SMTP
 //! exchange and what the spool then holds, and removes everything.
 //!
-//! This release covers receiving and spooling. Encryption and delivery
-//! through a relay join the demo as they land.
+//! It generates a throwaway OpenPGP key for the demo recipient, shows the
+//! encrypted message the spool holds and, with the secret key only the
+//! demo has, its decryption. Delivery through a relay joins the demo as it
+//! lands.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,8 +17,22 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use sequoia_openpgp as openpgp;
+
+use openpgp::cert::{CertBuilder, CipherSuite};
+use openpgp::crypto::SessionKey;
+use openpgp::packet::{PKESK, SKESK};
+use openpgp::parse::Parse;
+use openpgp::parse::stream::{
+    DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper,
+};
+use openpgp::serialize::Serialize;
+use openpgp::types::SymmetricAlgorithm;
+use openpgp::{Cert, KeyHandle};
+
 use crate::config::Config;
 use crate::daemon::Daemon;
+use crate::encrypt::keys::POLICY;
 use crate::ingest::sendmail;
 use crate::spool::Spool;
 
@@ -46,7 +62,22 @@ impl Drop for TempDir {
     }
 }
 
-fn demo_config(dir: &Path) -> String {
+/// A throwaway Curve25519 key for the demo recipient.
+fn demo_key(dir: &Path) -> Result<(Cert, String), String> {
+    let (cert, _revocation) = CertBuilder::general_purpose(Some("Demo <alerts@example.org>"))
+        .set_cipher_suite(CipherSuite::Cv25519)
+        .generate()
+        .map_err(|e| format!("cannot generate the demo key: {e}"))?;
+    let mut armored = Vec::new();
+    cert.armored()
+        .serialize(&mut armored)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("alerts.asc"), armored).map_err(|e| e.to_string())?;
+    let fingerprint = cert.fingerprint().to_hex();
+    Ok((cert, fingerprint))
+}
+
+fn demo_config(dir: &Path, fingerprint: &str) -> String {
     format!(
         r#"[listen]
 addresses = ["127.0.0.1:0"]
@@ -62,7 +93,7 @@ sender = "OSSEC HIDS <ossec@example.net>"
 [[recipients]]
 address = "alerts@example.org"
 key = "{dir}/alerts.asc"
-fingerprint = "0000000000000000000000000000000000000000"
+fingerprint = "{fingerprint}"
 
 [aliases]
 root = "alerts@example.org"
@@ -75,11 +106,13 @@ root = "alerts@example.org"
 pub fn run() -> Result<(), String> {
     let dir = TempDir::new()?;
     let config_path = dir.0.join("relay.toml");
-    std::fs::write(&config_path, demo_config(&dir.0))
+    let (secret, fingerprint) = demo_key(&dir.0)?;
+    std::fs::write(&config_path, demo_config(&dir.0, &fingerprint))
         .map_err(|e| format!("cannot write the demo config: {e}"))?;
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
-    println!("alert-relay demo: local mail in, durably spooled");
+    println!("alert-relay demo: local mail in, encrypted, durably spooled");
     println!("  config   {}", config_path.display());
+    println!("  key      {fingerprint} (alerts@example.org, generated for the demo)");
     println!("  spool    {}", config.queue.dir.display());
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -87,7 +120,8 @@ pub fn run() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let daemon = Daemon::start(&config_path, config.clone())
+        let ctx = crate::ingest::Context::new(config.clone()).map_err(|e| e.to_string())?;
+        let daemon = Daemon::start(&config_path, ctx)
             .await
             .map_err(|e| e.to_string())?;
         let addr = *daemon
@@ -130,6 +164,26 @@ pub fn run() -> Result<(), String> {
             println!("   {line}");
         }
 
+        if let Some(first) = rows.first() {
+            let entry = spool.read(&first.id).map_err(|e| e.to_string())?;
+            println!(
+                "\n4. What the spool holds for {} (and what will leave the host):",
+                first.id
+            );
+            let text = String::from_utf8_lossy(&entry.payload);
+            for line in text.lines().take(22) {
+                println!("   | {line}");
+            }
+            println!("   | ...");
+            println!(
+                "\n5. Its decryption, with the recipient's secret key (which the host never has):"
+            );
+            let plain = decrypt(&secret, &entry.payload)?;
+            for line in String::from_utf8_lossy(&plain).lines() {
+                println!("   | {line}");
+            }
+        }
+
         let _ = stop.send(());
         running
             .await
@@ -138,6 +192,67 @@ pub fn run() -> Result<(), String> {
         println!("\nThe daemon stopped; the demo's files are removed.");
         Ok::<(), String>(())
     })
+}
+
+/// Decrypts the armored message inside `message` with `secret`: what the
+/// recipient's mail client does.
+fn decrypt(secret: &Cert, message: &[u8]) -> Result<Vec<u8>, String> {
+    let begin = find(message, b"-----BEGIN PGP MESSAGE-----").ok_or("no OpenPGP message")?;
+    let end = find(message, b"-----END PGP MESSAGE-----").ok_or("no OpenPGP message end")? + 25;
+    let helper = Helper { secret };
+    let mut decryptor = DecryptorBuilder::from_bytes(&message[begin..end])
+        .and_then(|b| b.with_policy(&POLICY, None, helper))
+        .map_err(|e| format!("cannot decrypt: {e}"))?;
+    let mut plain = Vec::new();
+    std::io::copy(&mut decryptor, &mut plain).map_err(|e| e.to_string())?;
+    Ok(plain)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+struct Helper<'a> {
+    secret: &'a Cert,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(Vec::new())
+    }
+
+    fn check(&mut self, _: MessageStructure) -> openpgp::Result<()> {
+        // Alerts are encrypted, not signed: nothing to verify.
+        Ok(())
+    }
+}
+
+impl DecryptionHelper for Helper<'_> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[PKESK],
+        _: &[SKESK],
+        sym_algo: Option<SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        let keys = self
+            .secret
+            .keys()
+            .with_policy(&POLICY, None)
+            .for_transport_encryption()
+            .secret();
+        for key in keys {
+            let mut pair = key.key().clone().into_keypair()?;
+            for pkesk in pkesks {
+                if let Some((algo, sk)) = pkesk.decrypt(&mut pair, sym_algo)
+                    && decrypt(algo, &sk)
+                {
+                    return Ok(None);
+                }
+            }
+        }
+        Err(openpgp::anyhow::anyhow!("no key to decrypt with"))
+    }
 }
 
 /// OSSEC's dialogue, one reply read per command, printed as it goes.

@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod demo;
 pub mod encrypt;
 pub mod ingest;
+pub mod message;
 pub mod route;
 pub mod spool;
 pub mod sysexits;

@@ -10,9 +10,12 @@
 //! (kept, with the reason). Nothing is removed silently.
 //!
 //! What the spool stores is the *outgoing* message, one entry per
-//! recipient, as [`crate::encrypt::outgoing_payload`] built it at ingest
-//! time, so that no alert rests on disk in plaintext (`held/` excepted,
-//! see below).
+//! recipient, encrypted at ingest time by [`crate::encrypt::Sealer`], so
+//! that no alert rests on disk in plaintext. The one exception is a held
+//! entry: the original of an alert whose recipient's key could not
+//! encrypt, kept (mode 0600) in `held/` until `relayctl release` encrypts
+//! it. A held entry submitted by `sendmail` waits in `incoming/` until the
+//! daemon moves it to `held/`.
 //!
 //! # Layout
 //!
@@ -45,9 +48,11 @@
 //! ```text
 //! alert-relay-entry 1
 //! id 0005F3A1B2C3D00ABCD00001
+//! kind outgoing                     (or held: see below)
 //! created 1732740000123456          (µs since the Unix epoch)
 //! sender ossecm@mon.example.org     (the envelope sender as received; may be empty)
 //! recipient alerts@example.org
+//! note                              (why a held entry is held; one line, may be empty)
 //! payload 2048                      (bytes that follow the blank line)
 //!
 //! <payload>
@@ -134,31 +139,89 @@ impl fmt::Display for QueueId {
     }
 }
 
-/// One outgoing message for one recipient, as the spool keeps it.
+/// What an entry holds, and so where it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A message ready to leave: encrypted, or a notice with no alert content.
+    Outgoing,
+    /// An original whose recipient's key could not encrypt, kept in
+    /// `held/` until `relayctl release`.
+    Held,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Outgoing => "outgoing",
+            Kind::Held => "held",
+        }
+    }
+
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::Outgoing => "queue",
+            Kind::Held => "held",
+        }
+    }
+}
+
+/// One message for one recipient, as the spool keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub id: QueueId,
+    pub kind: Kind,
     /// Microseconds since the Unix epoch.
     pub created: u64,
     /// The envelope sender as received (informational; may be empty).
     pub sender: String,
     pub recipient: String,
+    /// Why the entry is where it is (a held message's reason); one line.
+    pub note: String,
     pub payload: Vec<u8>,
 }
 
 impl Entry {
+    /// A new outgoing entry with a fresh id.
     pub fn new(sender: &str, recipient: &str, payload: Vec<u8>) -> Entry {
+        Entry::with_id(
+            QueueId::generate(),
+            Kind::Outgoing,
+            sender,
+            recipient,
+            payload,
+        )
+    }
+
+    /// A new entry with a given id (one the payload already mentions).
+    pub fn with_id(
+        id: QueueId,
+        kind: Kind,
+        sender: &str,
+        recipient: &str,
+        payload: Vec<u8>,
+    ) -> Entry {
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
         Entry {
-            id: QueueId::generate(),
+            id,
+            kind,
             created,
             sender: header_safe(sender),
             recipient: header_safe(recipient),
+            note: String::new(),
             payload,
         }
+    }
+
+    /// Sets the note, kept on one line of printable text.
+    pub fn with_note(mut self, note: &str) -> Entry {
+        self.note = note
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        self
     }
 
     pub fn created_at(&self) -> SystemTime {
@@ -167,11 +230,13 @@ impl Entry {
 
     pub fn encode(&self) -> Vec<u8> {
         let header = format!(
-            "{MAGIC}\nid {}\ncreated {}\nsender {}\nrecipient {}\npayload {}\n\n",
+            "{MAGIC}\nid {}\nkind {}\ncreated {}\nsender {}\nrecipient {}\nnote {}\npayload {}\n\n",
             self.id,
+            self.kind.as_str(),
             self.created,
             self.sender,
             self.recipient,
+            self.note,
             self.payload.len()
         );
         let mut out = Vec::with_capacity(header.len() + self.payload.len());
@@ -201,11 +266,17 @@ impl Entry {
         };
         let id = field("id")?;
         let id = QueueId::parse(&id).ok_or(format!("bad id {id:?}"))?;
+        let kind = match field("kind")?.as_str() {
+            "outgoing" => Kind::Outgoing,
+            "held" => Kind::Held,
+            other => return Err(format!("unknown kind {other:?}")),
+        };
         let created = field("created")?
             .parse()
             .map_err(|_| "bad created time".to_string())?;
         let sender = field("sender")?;
         let recipient = field("recipient")?;
+        let note = field("note")?;
         let len: usize = field("payload")?
             .parse()
             .map_err(|_| "bad payload length".to_string())?;
@@ -220,9 +291,11 @@ impl Entry {
         }
         Ok(Entry {
             id,
+            kind,
             created,
             sender,
             recipient,
+            note,
             payload: payload.to_vec(),
         })
     }
@@ -381,10 +454,15 @@ impl Spool {
         Ok(removed)
     }
 
-    /// Durably adds entries to `queue/` (daemon side). Returns once every
-    /// entry is on disk; on error none is left behind half-written.
+    /// Durably adds entries to `queue/` or `held/` by their kind (daemon
+    /// side). Returns once every entry is on disk; on error none is left
+    /// behind half-written.
     pub fn commit(&self, entries: &[Entry]) -> Result<(), SpoolError> {
-        write_durably(&self.dir("tmp"), &self.dir("queue"), entries, 0o600)
+        let placed: Vec<(&Entry, PathBuf)> = entries
+            .iter()
+            .map(|e| (e, self.dir(e.kind.dir())))
+            .collect();
+        write_durably(&self.dir("tmp"), &placed, 0o600)
     }
 
     /// Durably adds entries to `incoming/` (submitter side), then pokes the
@@ -393,7 +471,9 @@ impl Spool {
         let incoming = self.dir("incoming");
         // Temporary names start with a dot; the daemon skips those. The
         // group bit lets the daemon read what another user submitted.
-        write_durably(&incoming, &incoming, entries, 0o640)?;
+        let placed: Vec<(&Entry, PathBuf)> =
+            entries.iter().map(|e| (e, incoming.clone())).collect();
+        write_durably(&incoming, &placed, 0o640)?;
         self.wake();
         Ok(())
     }
@@ -437,7 +517,7 @@ impl Spool {
             };
             // A crash after the copy and before the unlink leaves both;
             // the queue copy wins and the submission is just removed.
-            if !self.dir("queue").join(&name).exists() {
+            if !self.dir(entry.kind.dir()).join(&name).exists() {
                 self.commit(std::slice::from_ref(&entry))?;
             }
             fs::remove_file(&path).map_err(|e| SpoolError::io("remove", &path, e))?;
@@ -473,7 +553,11 @@ impl Spool {
     /// Lists incoming and queued entries, oldest first.
     pub fn list(&self) -> Result<Vec<Listing>, SpoolError> {
         let mut rows = Vec::new();
-        for (dir, state) in [("incoming", "incoming"), ("queue", "queued")] {
+        for (dir, state) in [
+            ("incoming", "incoming"),
+            ("queue", "queued"),
+            ("held", "held"),
+        ] {
             let path = self.dir(dir);
             let files = match list_dir(&path) {
                 Ok(files) => files,
@@ -587,21 +671,20 @@ fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, SpoolError> {
 }
 
 /// The durability protocol: write each entry to a temporary file in
-/// `tmp_dir`, fsync it, rename it into `dest_dir`, then fsync `dest_dir`
-/// once for the whole batch. On error, temporary files are removed and
-/// already renamed entries of the batch are unlinked again, so a failed
-/// batch leaves nothing that could be delivered.
+/// `tmp_dir`, fsync it, rename it into its directory, then fsync each
+/// directory once for the whole batch. On error, temporary files are
+/// removed and already renamed entries of the batch are unlinked again, so
+/// a failed batch leaves nothing that could be delivered.
 fn write_durably(
     tmp_dir: &Path,
-    dest_dir: &Path,
-    entries: &[Entry],
+    entries: &[(&Entry, PathBuf)],
     mode: u32,
 ) -> Result<(), SpoolError> {
     let mut written: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(entries.len());
     let result = (|| {
-        for entry in entries {
+        for (entry, dir) in entries {
             let tmp = tmp_dir.join(format!(".{}.tmp", entry.id));
-            written.push((tmp.clone(), dest_dir.join(entry.id.file_name())));
+            written.push((tmp.clone(), dir.join(entry.id.file_name())));
             let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -616,7 +699,10 @@ fn write_durably(
         for (tmp, dest) in &written {
             fs::rename(tmp, dest).map_err(|e| SpoolError::io("rename", tmp, e))?;
         }
-        sync_dir(dest_dir)
+        let mut dirs: Vec<&PathBuf> = entries.iter().map(|(_, d)| d).collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs.into_iter().try_for_each(|d| sync_dir(d))
     })();
     if result.is_err() {
         for (tmp, dest) in &written {

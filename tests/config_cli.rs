@@ -8,6 +8,10 @@ use std::process::Command;
 
 use common::{DAEMON, Setup};
 
+fn said_ok(out: &std::process::Output) -> bool {
+    out_text(out).contains(": ok (2 recipients, relay relay.example.net:587)")
+}
+
 fn out_text(o: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -19,9 +23,19 @@ fn out_text(o: &std::process::Output) -> String {
 /// (what to change in the standard config, what the error must say)
 const BAD: &[(&str, &str, &str)] = &[
     (
-        "FD720AD9EBA34B1C123456789ABCDEF012345678\"\n\n[[recipients]]\naddress = \"journalist",
-        "FD720AD9\"\n\n[[recipients]]\naddress = \"journalist",
+        "fingerprint = \"",
+        "fingerprint = \"FD720AD9\" # \"",
         "recipients[0].fingerprint: \"FD720AD9\" is not an OpenPGP fingerprint",
+    ),
+    (
+        "tests/keys/alerts.asc",
+        "tests/keys/missing.asc",
+        "recipients[0].key: cannot read the key file",
+    ),
+    (
+        "tests/keys/journalist.asc",
+        "tests/keys/journalist.sec.asc.nope",
+        "recipients[1].key: cannot read the key file",
     ),
     (
         "dir = ",
@@ -97,7 +111,7 @@ fn a_good_config_checks_ok_with_config_before_or_after_the_subcommand() {
     for args in [["check", "--config", path], ["--config", path, "check"]] {
         let out = Command::new(common::RELAYCTL).args(args).output().unwrap();
         assert!(out.status.success(), "{}", out_text(&out));
-        assert!(out_text(&out).contains(": ok (2 recipients, relay relay.example.net:587)"));
+        assert!(said_ok(&out), "{}", out_text(&out));
     }
 }
 
@@ -170,4 +184,62 @@ fn the_shipped_example_config_uses_only_known_keys() {
         Some("ossec@gmail.com")
     );
     assert_eq!(config.router().resolve("root").unwrap().len(), 1);
+}
+
+#[test]
+fn a_key_whose_fingerprint_differs_names_both_fingerprints() {
+    let setup = Setup::new();
+    let alerts = common::fingerprint("alerts");
+    let journalist = common::fingerprint("journalist");
+    // The alerts recipient's file holds the journalist's key.
+    setup.write_config(&setup.config_text("").replacen(
+        "tests/keys/alerts.asc",
+        "tests/keys/journalist.asc",
+        1,
+    ));
+    let check = setup.relayctl(&["check"]);
+    assert_eq!(check.status.code(), Some(78));
+    let said = out_text(&check);
+    assert!(
+        said.contains(&format!("recipients[0].fingerprint: is {alerts}")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("holds the key {journalist}")),
+        "{said}"
+    );
+}
+
+#[test]
+fn keys_that_cannot_encrypt_fail_check_but_not_the_daemon() {
+    for (name, want) in [
+        ("expired", "the key expired on 2020-01-02"),
+        ("revoked", "the key is revoked"),
+        ("signonly", "no valid encryption subkey"),
+    ] {
+        let setup = Setup::new();
+        let text = setup
+            .config_text("")
+            .replacen(
+                "tests/keys/journalist.asc",
+                &format!("tests/keys/{name}.asc"),
+                1,
+            )
+            .replacen(
+                &common::fingerprint("journalist"),
+                &common::fingerprint(name),
+                1,
+            );
+        setup.write_config(&text);
+        let check = setup.relayctl(&["check"]);
+        assert_eq!(check.status.code(), Some(78), "{name}");
+        let said = out_text(&check);
+        assert!(said.contains("recipients[1].key"), "{said}");
+        assert!(said.contains(want), "{name}: {said}");
+
+        // The daemon starts, says so, and the other recipient's alerts flow.
+        let daemon = setup.start();
+        let log = daemon.wait_log("cannot encrypt");
+        assert!(log.contains("to=journalist@example.org"), "{log}");
+    }
 }

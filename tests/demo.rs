@@ -17,7 +17,20 @@ fn demo_runs_the_path_and_cleans_up() {
     );
     assert!(text.contains("S: 250 2.0.0 Ok: queued as "), "{text}");
     assert!(text.contains("S: 221 2.0.0 Bye"), "{text}");
-    assert!(text.contains("-- 1 Kbytes in 2 requests."), "{text}");
+    assert!(text.contains(" in 2 requests."), "{text}");
+    // The spooled message is PGP/MIME, and the demo's own decryption shows the alert.
+    assert!(
+        text.contains(
+            "| Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";"
+        ),
+        "{text}"
+    );
+    let (spooled, decrypted) = text.split_once("5. Its decryption").unwrap();
+    assert!(!spooled.contains("User login failed"), "{text}");
+    assert!(
+        decrypted.contains("| Rule: 5503 fired (level 7) -> \"User login failed.\""),
+        "{text}"
+    );
     let config_line = text
         .lines()
         .find(|l| l.trim_start().starts_with("config"))

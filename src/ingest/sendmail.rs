@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use mail_parser::{HeaderName, MessageParser};
 
+use crate::message::{has_header, header_len, remove_bcc};
 use crate::route::Recipient;
 use crate::sysexits;
 
@@ -159,60 +160,6 @@ fn take_value(args: &[String], i: &mut usize, name: &str) -> Result<String, Stri
         .ok_or_else(|| format!("option {name} needs a value"))?;
     *i += 1;
     Ok(v)
-}
-
-/// The header section of a message: up to and including the empty line,
-/// or nothing when the message does not start with a header.
-fn header_len(message: &[u8]) -> usize {
-    let mut pos = 0;
-    while pos < message.len() {
-        let end = message[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(message.len(), |n| pos + n + 1);
-        let line = &message[pos..end];
-        if line == b"\n" || line == b"\r\n" {
-            return end;
-        }
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        let field = line
-            .iter()
-            .position(|&b| b == b':')
-            .is_some_and(|colon| colon > 0 && line[..colon].iter().all(|b| b.is_ascii_graphic()));
-        if !(field || continuation && pos > 0) {
-            // Not a header line: the message has no (more) header.
-            return pos;
-        }
-        pos = end;
-    }
-    pos
-}
-
-/// The message without its Bcc header fields (and their continuation lines).
-pub fn remove_bcc(message: &[u8]) -> Vec<u8> {
-    let header_end = header_len(message);
-    let mut out = Vec::with_capacity(message.len());
-    let mut skipping = false;
-    for line in message[..header_end].split_inclusive(|&b| b == b'\n') {
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if !continuation {
-            skipping = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"bcc:");
-        }
-        if !skipping {
-            out.extend_from_slice(line);
-        }
-    }
-    out.extend_from_slice(&message[header_end..]);
-    out
-}
-
-fn has_header(message: &[u8], name: &str) -> bool {
-    let header = &message[..header_len(message)];
-    header.split(|&b| b == b'\n').any(|line| {
-        line.len() > name.len()
-            && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-            && line[name.len()] == b':'
-    })
 }
 
 /// The addresses in the message's To, Cc and Bcc fields, every occurrence.
@@ -452,7 +399,8 @@ pub fn submit(
     args: &Args,
     raw: &[u8],
 ) -> Result<Vec<crate::spool::Entry>, Failure> {
-    let ctx = super::Context::new(config);
+    let ctx =
+        super::Context::new(config).map_err(|e| Failure::new(sysexits::CONFIG, e.to_string()))?;
     let default_sender = format!("{}@{}", login_name(), ctx.hostname);
     let sender = args.sender.clone().unwrap_or(default_sender.clone());
     let (message, addresses) = prepare(args, raw, &default_sender)?;
@@ -485,7 +433,9 @@ fn smtp_on_stdio(config: crate::config::Config, spool: crate::spool::Spool) -> R
         .enable_all()
         .build()
         .map_err(|e| Failure::new(sysexits::OSERR, format!("cannot start: {e}")))?;
-    let ctx = std::sync::Arc::new(super::Context::new(config));
+    let ctx =
+        super::Context::new(config).map_err(|e| Failure::new(sysexits::CONFIG, e.to_string()))?;
+    let ctx = std::sync::Arc::new(ctx);
     // Never signalled: the session ends with QUIT, EOF or the idle timeout.
     let (_keep, shutdown) = tokio::sync::watch::channel(false);
     runtime

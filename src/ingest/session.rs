@@ -320,6 +320,7 @@ mod tests {
     use std::path::Path;
 
     fn ctx() -> Context {
+        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
         let text = r#"
 [listen]
 addresses = ["127.0.0.1:2525"]
@@ -331,16 +332,27 @@ host = "relay.example.net"
 sender = "ossec@example.net"
 [[recipients]]
 address = "alerts@example.org"
-key = "k"
-fingerprint = "FD720AD9EBA34B1C123456789ABCDEF012345678"
+key = "KEYS/alerts.asc"
+fingerprint = "ALERTS"
 [[recipients]]
 address = "ops@example.org"
-key = "k"
-fingerprint = "FD720AD9EBA34B1C123456789ABCDEF012345678"
+key = "KEYS/journalist.asc"
+fingerprint = "JOURNALIST"
 [aliases]
 root = "alerts@example.org"
 "#;
-        Context::new(Config::parse(text, Path::new("t.toml")).unwrap())
+        let fprs = std::fs::read_to_string(format!("{keys}/fingerprints.txt")).unwrap();
+        let fpr = |name: &str| {
+            fprs.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap()
+                .to_string()
+        };
+        let text = text
+            .replace("KEYS", keys)
+            .replace("ALERTS", &fpr("alerts"))
+            .replace("JOURNALIST", &fpr("journalist"));
+        Context::new(Config::parse(&text, Path::new("t.toml")).unwrap()).unwrap()
     }
 
     fn line(s: &str) -> Vec<u8> {

@@ -13,7 +13,21 @@ pub const DAEMON: &str = env!("CARGO_BIN_EXE_alert-relayd");
 pub const SENDMAIL: &str = env!("CARGO_BIN_EXE_sendmail");
 pub const RELAYCTL: &str = env!("CARGO_BIN_EXE_relayctl");
 
-pub const FINGERPRINT: &str = "FD720AD9EBA34B1C123456789ABCDEF012345678";
+/// The test keys made by tests/keys/generate.sh.
+pub fn key_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name)
+}
+
+/// A test key's fingerprint, from tests/keys/fingerprints.txt.
+pub fn fingerprint(name: &str) -> String {
+    let list = std::fs::read_to_string(key_path("fingerprints.txt")).unwrap();
+    list.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no test key {name}"))
+        .to_string()
+}
 
 /// A throwaway installation: its own directory, config and spool.
 pub struct Setup {
@@ -65,13 +79,13 @@ sender = "OSSEC HIDS <ossec@example.net>"
 
 [[recipients]]
 address = "alerts@example.org"
-key = "{dir}/alerts.asc"
-fingerprint = "{FINGERPRINT}"
+key = "{alerts_key}"
+fingerprint = "{alerts_fpr}"
 
 [[recipients]]
 address = "journalist@example.org"
-key = "{dir}/journalist.asc"
-fingerprint = "{FINGERPRINT}"
+key = "{journalist_key}"
+fingerprint = "{journalist_fpr}"
 
 [aliases]
 root = "alerts@example.org"
@@ -80,7 +94,10 @@ ossec = ["alerts@example.org", "journalist@example.org"]
 "#,
             listen = self.listen,
             spool = self.spool().display(),
-            dir = self.dir.path().display(),
+            alerts_key = key_path("alerts.asc").display(),
+            alerts_fpr = fingerprint("alerts"),
+            journalist_key = key_path("journalist.asc").display(),
+            journalist_fpr = fingerprint("journalist"),
         )
     }
 
@@ -335,4 +352,122 @@ except smtplib.SMTPResponseException as e:
     child.stdin.take().unwrap().write_all(message).unwrap();
     let out = child.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A GnuPG home holding the test recipients' secret keys: the tests check
+/// what alert-relay encrypted with GnuPG, never with alert-relay's code.
+pub struct Gpg {
+    home: tempfile::TempDir,
+}
+
+impl Gpg {
+    /// A GnuPG home with the secret keys of `names` imported.
+    pub fn with_keys(names: &[&str]) -> Gpg {
+        let home = tempfile::tempdir().unwrap();
+        let gpg = Gpg { home };
+        for name in names {
+            let out = gpg.run(
+                &["--import"],
+                &std::fs::read(key_path(&format!("{name}.sec.asc"))).unwrap(),
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        gpg
+    }
+
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = Command::new("gpg")
+            .arg("--homedir")
+            .arg(self.home.path())
+            .args([
+                "--batch",
+                "--quiet",
+                "--no-tty",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out
+    }
+
+    /// Decrypts the armored OpenPGP message inside `message`; panics if
+    /// GnuPG cannot.
+    pub fn decrypt(&self, message: &[u8]) -> Vec<u8> {
+        let out = self.try_decrypt(message);
+        assert!(
+            out.status.success(),
+            "gpg could not decrypt: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    pub fn try_decrypt(&self, message: &[u8]) -> Output {
+        self.run(&["--decrypt"], armored_block(message))
+    }
+
+    /// `gpg --list-packets` of the armored message inside `message`.
+    pub fn list_packets(&self, message: &[u8]) -> String {
+        let out = self.run(&["--list-packets"], armored_block(message));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+/// The armored OpenPGP message within a mail message.
+pub fn armored_block(message: &[u8]) -> &[u8] {
+    let text = message;
+    let begin = find(text, b"-----BEGIN PGP MESSAGE-----").expect("no armored OpenPGP message");
+    let end = find(text, b"-----END PGP MESSAGE-----").expect("unterminated armor") + 25;
+    &text[begin..end]
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `bytes` with CRLF line endings turned into LF, for comparing texts.
+pub fn lf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// The decrypted content of a spooled entry, by GnuPG with the test
+/// recipients' secret keys.
+pub fn plain(entry: &Entry) -> Vec<u8> {
+    static GPG: std::sync::OnceLock<Gpg> = std::sync::OnceLock::new();
+    GPG.get_or_init(|| Gpg::with_keys(&["alerts", "journalist"]))
+        .decrypt(&entry.payload)
+}
+
+/// Whether `haystack` contains `needle`, comparing with LF line endings.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    find(&lf(haystack), &lf(needle)).is_some()
 }

@@ -1,0 +1,359 @@
+//! Recipients' OpenPGP keys: loaded and checked once per config load,
+//! and asked at every message whether they can still encrypt.
+//!
+//! A key file must hold exactly one certificate, whose fingerprint equals
+//! `[[recipients]].fingerprint`: anything else is a config error, because
+//! encrypting to a key the admin did not name could hand an alert to the
+//! wrong person. A key that is the right one but cannot encrypt (expired,
+//! revoked, no encryption subkey) is not a config error for the daemon: it
+//! starts, logs the problem, and that recipient's alerts are held with a
+//! notice (DESIGN.md section 4), so one stale key never stops the others'
+//! alerts. `relayctl check` reports it as a failure.
+//!
+//! Validity is judged under Sequoia's `StandardPolicy` at the time of use,
+//! so a key that expires while the daemon runs stops being used then.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::Cert;
+use openpgp::cert::CertParser;
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::types::{KeyFlags, RevocationStatus};
+
+use crate::config::{Config, ConfigError, KeyFingerprint, Problem};
+use crate::route::{Address, Recipient};
+
+/// The policy every key and algorithm is judged by.
+pub static POLICY: StandardPolicy<'static> = StandardPolicy::new();
+
+/// Why a key file cannot be used at all (a config error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    Unreadable {
+        path: PathBuf,
+        reason: String,
+    },
+    NotAKey {
+        path: PathBuf,
+        reason: String,
+    },
+    SeveralKeys {
+        path: PathBuf,
+        count: usize,
+    },
+    Mismatch {
+        path: PathBuf,
+        configured: String,
+        actual: String,
+    },
+}
+
+impl KeyError {
+    /// The config key this error belongs to.
+    pub fn config_key(&self) -> &'static str {
+        match self {
+            KeyError::Mismatch { .. } => "fingerprint",
+            _ => "key",
+        }
+    }
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::Unreadable { path, reason } => {
+                write!(f, "cannot read the key file {}: {reason}", path.display())
+            }
+            KeyError::NotAKey { path, reason } => write!(
+                f,
+                "{} is not an OpenPGP public key ({reason}); export it with gpg --armor --export",
+                path.display()
+            ),
+            KeyError::SeveralKeys { path, count } => write!(
+                f,
+                "{} holds {count} keys; give each recipient a file with their key alone",
+                path.display()
+            ),
+            KeyError::Mismatch {
+                path,
+                configured,
+                actual,
+            } => write!(
+                f,
+                "is {configured}, but {} holds the key {actual}; check that the file is the \
+                 recipient's key, then set fingerprint = \"{actual}\"",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Why a valid key cannot encrypt now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CannotEncrypt {
+    Revoked,
+    Expired(SystemTime),
+    NoEncryptionSubkey,
+    /// Rejected by the policy (e.g. SHA-1 self-signatures, weak algorithms).
+    Policy(String),
+}
+
+impl fmt::Display for CannotEncrypt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CannotEncrypt::Revoked => f.write_str("the key is revoked"),
+            CannotEncrypt::Expired(t) => write!(
+                f,
+                "the key expired on {}",
+                humantime::format_rfc3339_seconds(*t)
+            ),
+            CannotEncrypt::NoEncryptionSubkey => {
+                f.write_str("the key has no valid encryption subkey (signing only?)")
+            }
+            CannotEncrypt::Policy(why) => write!(f, "the key is not acceptable: {why}"),
+        }
+    }
+}
+
+/// Reads a key file holding exactly one certificate.
+pub fn read_cert(path: &Path) -> Result<Cert, KeyError> {
+    let bytes = std::fs::read(path).map_err(|e| KeyError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let not_a_key = |reason: String| KeyError::NotAKey {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let parser = CertParser::from_bytes(&bytes).map_err(|e| not_a_key(e.to_string()))?;
+    let mut certs = Vec::new();
+    for cert in parser {
+        certs.push(cert.map_err(|e| not_a_key(e.to_string()))?);
+    }
+    match certs.len() {
+        0 => Err(not_a_key("no key found in the file".into())),
+        1 => Ok(certs.remove(0)),
+        count => Err(KeyError::SeveralKeys {
+            path: path.to_path_buf(),
+            count,
+        }),
+    }
+}
+
+/// The fingerprint in `[[recipients]].fingerprint` form.
+pub fn fingerprint(cert: &Cert) -> String {
+    cert.fingerprint().to_hex()
+}
+
+/// Whether `cert` can encrypt at `now`, and if not, why.
+pub fn can_encrypt(cert: &Cert, now: SystemTime) -> Result<(), CannotEncrypt> {
+    let valid = cert
+        .with_policy(&POLICY, now)
+        .map_err(|e| CannotEncrypt::Policy(e.to_string()))?;
+    if let RevocationStatus::Revoked(_) = valid.revocation_status() {
+        return Err(CannotEncrypt::Revoked);
+    }
+    if valid.alive().is_err() {
+        let expiry = valid.primary_key().key_expiration_time();
+        return Err(CannotEncrypt::Expired(expiry.unwrap_or(now)));
+    }
+    if encryption_keys(cert, now).next().is_some() {
+        return Ok(());
+    }
+    // Say "expired" when an encryption subkey exists but has run out.
+    let expired = valid
+        .keys()
+        .subkeys()
+        .key_flags(encryption_flags())
+        .filter_map(|k| k.key_expiration_time())
+        .filter(|t| *t <= now)
+        .max();
+    Err(match expired {
+        Some(t) => CannotEncrypt::Expired(t),
+        None => CannotEncrypt::NoEncryptionSubkey,
+    })
+}
+
+fn encryption_flags() -> KeyFlags {
+    KeyFlags::empty()
+        .set_transport_encryption()
+        .set_storage_encryption()
+}
+
+/// The keys of `cert` that may encrypt at `now`.
+pub fn encryption_keys(
+    cert: &Cert,
+    now: SystemTime,
+) -> impl Iterator<
+    Item = openpgp::cert::amalgamation::key::ValidErasedKeyAmalgamation<
+        '_,
+        openpgp::packet::key::PublicParts,
+    >,
+> {
+    cert.keys()
+        .with_policy(&POLICY, now)
+        .supported()
+        .alive()
+        .revoked(false)
+        .key_flags(encryption_flags())
+}
+
+/// One configured recipient with their certificate.
+#[derive(Debug, Clone)]
+pub struct RecipientKey {
+    /// Its position in `[[recipients]]`, for error messages.
+    pub index: usize,
+    pub recipient: Recipient,
+    pub fingerprint: KeyFingerprint,
+    pub path: PathBuf,
+    pub cert: Arc<Cert>,
+}
+
+/// Every recipient's key, loaded once per config load.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    keys: Vec<RecipientKey>,
+}
+
+impl Keyring {
+    /// Loads and checks every `[[recipients]]` key; every problem is listed.
+    pub fn load(config: &Config) -> Result<Keyring, ConfigError> {
+        let mut keys = Vec::new();
+        let mut problems = Vec::new();
+        for (i, r) in config.recipients.iter().enumerate() {
+            let loaded = read_cert(&r.key).and_then(|cert| {
+                let actual = fingerprint(&cert);
+                if actual == r.fingerprint.as_str() {
+                    Ok(cert)
+                } else {
+                    Err(KeyError::Mismatch {
+                        path: r.key.clone(),
+                        configured: r.fingerprint.to_string(),
+                        actual,
+                    })
+                }
+            });
+            match (loaded, Address::parse(&r.address)) {
+                (Ok(cert), Ok(address)) => keys.push(RecipientKey {
+                    index: i,
+                    recipient: Recipient(address),
+                    fingerprint: r.fingerprint.clone(),
+                    path: r.key.clone(),
+                    cert: Arc::new(cert),
+                }),
+                (Err(e), _) => problems.push(Problem {
+                    key: format!("recipients[{i}].{}", e.config_key()),
+                    message: e.to_string(),
+                }),
+                // Config::load already refused a bad address.
+                (Ok(_), Err(_)) => {}
+            }
+        }
+        if problems.is_empty() {
+            Ok(Keyring { keys })
+        } else {
+            Err(ConfigError {
+                file: config.path.clone(),
+                problems,
+            })
+        }
+    }
+
+    pub fn get(&self, recipient: &Recipient) -> Option<&RecipientKey> {
+        self.keys.iter().find(|k| &k.recipient == recipient)
+    }
+
+    /// Keys that cannot encrypt at `now`, with the reason.
+    pub fn unusable(&self, now: SystemTime) -> Vec<(&RecipientKey, CannotEncrypt)> {
+        self.keys
+            .iter()
+            .filter_map(|k| can_encrypt(&k.cert, now).err().map(|e| (k, e)))
+            .collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &RecipientKey> {
+        self.keys.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/keys/{name}"))
+    }
+
+    fn fpr_of(name: &str) -> String {
+        let list = std::fs::read_to_string(key("fingerprints.txt")).unwrap();
+        list.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn armored_and_binary_keys_load_with_their_fingerprint() {
+        let armored = read_cert(&key("alerts.asc")).unwrap();
+        let binary = read_cert(&key("alerts.gpg")).unwrap();
+        assert_eq!(fingerprint(&armored), fpr_of("alerts"));
+        assert_eq!(fingerprint(&binary), fpr_of("alerts"));
+    }
+
+    #[test]
+    fn usable_keys_can_encrypt() {
+        let now = SystemTime::now();
+        for name in ["alerts", "journalist"] {
+            let cert = read_cert(&key(&format!("{name}.asc"))).unwrap();
+            assert_eq!(can_encrypt(&cert, now), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn unusable_keys_say_why() {
+        let now = SystemTime::now();
+        let check =
+            |name: &str| can_encrypt(&read_cert(&key(&format!("{name}.asc"))).unwrap(), now);
+        assert_eq!(check("revoked"), Err(CannotEncrypt::Revoked));
+        assert!(
+            matches!(check("expired"), Err(CannotEncrypt::Expired(_))),
+            "{:?}",
+            check("expired")
+        );
+        assert_eq!(check("signonly"), Err(CannotEncrypt::NoEncryptionSubkey));
+        let e = check("expired").unwrap_err().to_string();
+        assert!(e.contains("expired on 2020-01-02"), "{e}");
+    }
+
+    #[test]
+    fn garbage_and_missing_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.asc");
+        std::fs::write(
+            &junk,
+            b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot base64\n",
+        )
+        .unwrap();
+        assert!(matches!(read_cert(&junk), Err(KeyError::NotAKey { .. })));
+        std::fs::write(&junk, b"").unwrap();
+        assert!(matches!(read_cert(&junk), Err(KeyError::NotAKey { .. })));
+        assert!(matches!(
+            read_cert(&dir.path().join("missing.asc")),
+            Err(KeyError::Unreadable { .. })
+        ));
+        let two = dir.path().join("two.asc");
+        let mut both = std::fs::read(key("alerts.asc")).unwrap();
+        both.extend(std::fs::read(key("journalist.asc")).unwrap());
+        std::fs::write(&two, both).unwrap();
+        assert!(matches!(
+            read_cert(&two),
+            Err(KeyError::SeveralKeys { count: 2, .. })
+        ));
+    }
+}
