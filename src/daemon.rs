@@ -118,7 +118,7 @@ pub fn load(path: &Path) -> Result<Context, ConfigError> {
         tracing::error!(
             to = %key.recipient,
             fingerprint = %key.fingerprint,
-            reason = %reason,
+            reason = ?reason.to_string(),
             "this recipient's key cannot encrypt: their alerts will be held with a notice"
         );
     }
@@ -308,10 +308,7 @@ async fn pickup_loop(
         let s = spool.clone();
         match tokio::task::spawn_blocking(move || s.pickup()).await {
             Ok(Ok(entries)) => {
-                for e in &entries {
-                    let size = e.payload.len();
-                    tracing::info!(id = %e.id, to = %e.recipient, size, via = %"sendmail", "queued");
-                }
+                crate::ingest::log_stored(&entries, "sendmail");
                 if !entries.is_empty() {
                     queued.notify_one();
                 }

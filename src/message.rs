@@ -97,17 +97,13 @@ pub fn fields(message: &[u8]) -> Vec<Field<'_>> {
             }
         } else if let Some(colon) = line.iter().position(|&b| b == b':') {
             out.push(Field {
-                name: trim_ascii(&line[..colon]),
+                name: line[..colon].trim_ascii(),
                 raw: &header[start..end],
             });
         }
         start = end;
     }
     out
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    b.trim_ascii()
 }
 
 /// The body: what follows the header section and its empty line.

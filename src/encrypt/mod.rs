@@ -151,7 +151,8 @@ fn encrypt_armored(
 ) -> Result<Vec<u8>, CannotEncrypt> {
     keys::can_encrypt(&key.cert, now)?;
     let recipients: Vec<_> = keys::encryption_keys(&key.cert, now).collect();
-    let failed = |e: anyhow_like::Error| CannotEncrypt::Policy(e.to_string());
+    // sequoia refuses only what the policy or the key rules out.
+    let failed = |e: openpgp::anyhow::Error| CannotEncrypt::Policy(e.to_string());
     let mut sink = Vec::with_capacity(plaintext.len() * 2 + 1024);
     {
         let message = Message::new(&mut sink);
@@ -166,9 +167,4 @@ fn encrypt_armored(
         writer.finalize().map_err(failed)?;
     }
     Ok(sink)
-}
-
-/// sequoia's error type, named once.
-mod anyhow_like {
-    pub type Error = sequoia_openpgp::anyhow::Error;
 }

@@ -102,3 +102,24 @@ impl Context {
         out
     }
 }
+
+/// One log line per stored entry: queued, or held with the reason. Never
+/// any alert content.
+pub fn log_stored(entries: &[Entry], via: &str) {
+    for e in entries {
+        let size = e.payload.len();
+        match e.kind {
+            Kind::Held => tracing::warn!(
+                id = %e.id, to = %e.recipient, size, via = %via, reason = ?e.note,
+                "held: the recipient's key cannot encrypt; fix the key, then relayctl release"
+            ),
+            Kind::Outgoing if !e.note.is_empty() => tracing::warn!(
+                id = %e.id, to = %e.recipient, size, via = %via, reason = ?e.note,
+                "queued a notice instead of the alert"
+            ),
+            Kind::Outgoing => {
+                tracing::info!(id = %e.id, to = %e.recipient, size, via = %via, "queued")
+            }
+        }
+    }
+}

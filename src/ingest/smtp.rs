@@ -292,10 +292,7 @@ async fn accept(
     .await;
     match stored {
         Ok(Ok(entries)) => {
-            for e in &entries {
-                let size = e.payload.len();
-                tracing::info!(id = %e.id, to = %e.recipient, size, via = %"smtp", "queued");
-            }
+            super::log_stored(&entries, "smtp");
             Ok(entries.into_iter().map(|e| e.id.to_string()).collect())
         }
         Ok(Err(e)) => {

@@ -1,0 +1,65 @@
+//! The message transform: any bytes a local client sends become an
+//! encrypted outgoing message, or a clear error; never a panic.
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use alert_relay::config::{KeyFailurePolicy, Mailbox, MessageFormat, SubjectPolicy};
+use alert_relay::encrypt::{RecipientKey, Sealer};
+use alert_relay::route::{Address, Recipient};
+use alert_relay::spool::QueueId;
+use libfuzzer_sys::fuzz_target;
+use sequoia_openpgp::Cert;
+use sequoia_openpgp::parse::Parse;
+
+struct Fixture {
+    key: RecipientKey,
+    sealers: Vec<Sealer>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let cert = Cert::from_bytes(include_bytes!("../../tests/keys/journalist.asc")).unwrap();
+        let address = Address::parse("journalist@example.org").unwrap();
+        let key = RecipientKey {
+            index: 0,
+            fingerprint: cert.fingerprint().to_hex().parse().unwrap(),
+            recipient: Recipient(address.clone()),
+            path: "journalist.asc".into(),
+            cert: Arc::new(cert),
+        };
+        let sender = Mailbox::parse("OSSEC HIDS <ossec@example.net>").unwrap();
+        let sealers = [
+            (MessageFormat::PgpMime, SubjectPolicy::Scrub),
+            (MessageFormat::Inline, SubjectPolicy::Keep),
+            (MessageFormat::PgpMime, SubjectPolicy::Hide),
+        ]
+        .into_iter()
+        .map(|(format, subject)| Sealer {
+            format,
+            subject,
+            on_key_failure: KeyFailurePolicy::Hold,
+            sender: sender.clone(),
+            hostname: "mon.example.org".into(),
+        })
+        .collect();
+        Fixture { key, sealers }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let f = fixture();
+    let id = QueueId::generate();
+    let sealer = &f.sealers[data.first().map_or(0, |b| *b as usize % f.sealers.len())];
+    let sealed = sealer
+        .seal(data, &f.key, &id, SystemTime::now())
+        .expect("a valid key encrypts");
+    // Nothing of the input may appear in the clear outer header.
+    let head_end = sealed
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header");
+    assert!(head_end < sealed.len());
+});

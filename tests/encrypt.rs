@@ -1,0 +1,404 @@
+//! What leaves the host: every alert encrypted to its recipient's own key,
+//! checked with GnuPG and Python's email parser, never with our own code.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use alert_relay::spool::Entry;
+use common::{Gpg, Setup, contains, find, lf, plain};
+
+/// An OSSEC alert with everything that must not be in the clear.
+const OSSEC: &[u8] = b"Received: from mon (localhost [127.0.0.1])\r\n\
+From: OSSEC HIDS <ossecm@mon.example.org>\r\n\
+To: <root@localhost>\r\n\
+To: <journalist@example.org>\r\n\
+Reply-To: admin@internal.example\r\n\
+X-Originating-IP: 10.20.2.2\r\n\
+X-Mailer: OSSEC HIDS\r\n\
+User-Agent: ossec-maild\r\n\
+X-IDS-OSSEC: 7\r\n\
+Subject: OSSEC Notification - (app) 10.20.2.2 - Alert level 7\r\n\
+\r\n\
+OSSEC HIDS Notification.\r\n\
+Received From: (app) 10.20.2.2->/var/log/auth.log\r\n\
+Rule: 5503 fired (level 7) -> \"MARKER-ALERT-BODY\"\r\n";
+
+fn submit(setup: &Setup, message: &[u8], to: &[&str]) -> Vec<Entry> {
+    let mut args = vec!["-i"];
+    args.extend_from_slice(to);
+    let out = setup.sendmail(&args, message);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    setup.entries("incoming")
+}
+
+fn header_names(message: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(message);
+    let head = text.split("\r\n\r\n").next().unwrap();
+    head.lines()
+        .filter(|l| !l.starts_with([' ', '\t']))
+        .map(|l| l.split(':').next().unwrap().to_string())
+        .collect()
+}
+
+fn outer_subject(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message);
+    let head = text.split("\r\n\r\n").next().unwrap();
+    head.lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Python's email package reads the outer structure.
+fn python_email(message: &[u8]) -> String {
+    let script = r#"
+import email, sys
+from email import policy
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=policy.default)
+parts = [p.get_content_type() for p in m.iter_parts()] if m.is_multipart() else []
+print(m.get_content_type(), m.get_param("protocol"), ",".join(parts), len(m.defects))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn pgp_mime_is_rfc3156_and_holds_the_original_headers_and_body() {
+    let setup = Setup::new();
+    let entries = submit(&setup, OSSEC, &["root"]);
+    assert_eq!(entries.len(), 1);
+    let msg = &entries[0].payload;
+    assert_eq!(
+        python_email(msg),
+        "multipart/encrypted application/pgp-encrypted application/pgp-encrypted,application/octet-stream 0"
+    );
+    assert!(contains(msg, b"\r\n\r\nVersion: 1\r\n"));
+    let inner = plain(&entries[0]);
+    let inner_text = String::from_utf8_lossy(&inner);
+    assert!(inner_text.starts_with("Content-Type: text/plain; charset=\"utf-8\"; protected-headers=\"v1\"; hp=\"cipher\"\r\n"), "{inner_text}");
+    for field in [
+        "From: OSSEC HIDS <ossecm@mon.example.org>",
+        "Subject: OSSEC Notification - (app) 10.20.2.2 - Alert level 7",
+        "To: <root@localhost>\r\nTo: <journalist@example.org>",
+        "X-Originating-IP: 10.20.2.2",
+        "HP-Outer: Subject: OSSEC Notification - (app) - Alert level 7",
+        "HP-Outer: From: \"OSSEC HIDS\" <ossec@example.net>",
+        "HP-Outer: To: <alerts@example.org>",
+    ] {
+        assert!(
+            inner_text.contains(field),
+            "{field:?} missing from\n{inner_text}"
+        );
+    }
+    assert!(
+        inner_text.contains("Date: "),
+        "a Date is added when missing"
+    );
+    let body = &OSSEC[find(OSSEC, b"\r\n\r\n").unwrap() + 4..];
+    assert!(inner.ends_with(body), "{inner_text}");
+}
+
+#[test]
+fn outer_headers_are_exactly_the_allow_list() {
+    let setup = Setup::new();
+    let entries = submit(&setup, OSSEC, &["root"]);
+    let msg = &entries[0].payload;
+    assert_eq!(
+        header_names(msg),
+        vec![
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "MIME-Version",
+            "Content-Type"
+        ]
+    );
+    let text = String::from_utf8_lossy(msg);
+    for leak in [
+        "10.20.2.2",
+        "internal.example",
+        "MARKER-ALERT-BODY",
+        "ossecm@",
+        "OSSEC HIDS Notification",
+        "X-IDS-OSSEC",
+    ] {
+        assert!(!text.contains(leak), "{leak} is in the clear:\n{text}");
+    }
+    assert!(
+        text.starts_with(
+            "From: \"OSSEC HIDS\" <ossec@example.net>\r\nTo: <alerts@example.org>\r\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\r\nMessage-ID: <") && text.contains("@example.net>\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn subject_policies() {
+    for (policy, want) in [
+        (
+            "keep",
+            "OSSEC Notification - (app) 10.20.2.2 - Alert level 7",
+        ),
+        ("scrub", "OSSEC Notification - (app) - Alert level 7"),
+        ("hide", "[...]"),
+    ] {
+        let setup = Setup::new();
+        setup.write_config(&setup.config_text(&format!("\n[message]\nsubject = \"{policy}\"\n")));
+        let entries = submit(&setup, OSSEC, &["root"]);
+        assert_eq!(outer_subject(&entries[0].payload), want, "{policy}");
+        // The true subject is always inside.
+        assert!(contains(
+            &plain(&entries[0]),
+            b"Subject: OSSEC Notification - (app) 10.20.2.2 - Alert level 7"
+        ));
+    }
+}
+
+#[test]
+fn inline_is_the_armored_body_alone() {
+    let setup = Setup::new();
+    setup.write_config(&setup.config_text("\n[message]\nformat = \"inline\"\n"));
+    let entries = submit(&setup, OSSEC, &["root"]);
+    let msg = &entries[0].payload;
+    assert_eq!(python_email(msg), "text/plain None  0");
+    let text = String::from_utf8_lossy(msg);
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    assert!(body.starts_with("-----BEGIN PGP MESSAGE-----"), "{text}");
+    let body_in = &OSSEC[find(OSSEC, b"\r\n\r\n").unwrap() + 4..];
+    assert_eq!(
+        plain(&entries[0]),
+        body_in,
+        "the decryption is the original body, byte for byte"
+    );
+}
+
+#[test]
+fn each_recipient_gets_a_ciphertext_only_their_key_opens() {
+    let setup = Setup::new();
+    let entries = submit(&setup, OSSEC, &["ossec"]);
+    assert_eq!(entries.len(), 2);
+    let alerts_only = Gpg::with_keys(&["alerts"]);
+    let journalist_only = Gpg::with_keys(&["journalist"]);
+    for e in &entries {
+        let (mine, other) = if e.recipient == "alerts@example.org" {
+            (&alerts_only, &journalist_only)
+        } else {
+            (&journalist_only, &alerts_only)
+        };
+        assert!(contains(&mine.decrypt(&e.payload), b"MARKER-ALERT-BODY"));
+        assert!(
+            !other.try_decrypt(&e.payload).status.success(),
+            "{} opened by the other key",
+            e.recipient
+        );
+        let packets = mine.list_packets(&e.payload);
+        assert_eq!(
+            packets.matches(":pubkey enc packet:").count(),
+            1,
+            "{packets}"
+        );
+    }
+}
+
+#[test]
+fn rsa4096_and_curve25519_recipients() {
+    let setup = Setup::new();
+    let entries = submit(&setup, OSSEC, &["ossec"]);
+    let gpg = Gpg::with_keys(&["alerts", "journalist"]);
+    for e in &entries {
+        let packets = gpg.list_packets(&e.payload);
+        let algo = if e.recipient == "alerts@example.org" {
+            "algo 1"
+        } else {
+            "algo 18"
+        };
+        assert!(packets.contains(algo), "{}: {packets}", e.recipient);
+    }
+}
+
+fn with_key(setup: &Setup, name: &str, extra: &str) {
+    let text = setup
+        .config_text(extra)
+        .replacen(
+            "tests/keys/alerts.asc",
+            &format!("tests/keys/{name}.asc"),
+            1,
+        )
+        .replacen(
+            &common::fingerprint("alerts"),
+            &common::fingerprint(name),
+            1,
+        );
+    setup.write_config(&text);
+}
+
+#[test]
+fn a_key_that_cannot_encrypt_gets_a_notice_and_the_original_is_held() {
+    for (name, reason) in [
+        ("expired", "the key expired on 2020-01-02"),
+        ("revoked", "the key is revoked"),
+        ("signonly", "no valid encryption subkey"),
+    ] {
+        let setup = Setup::new();
+        with_key(&setup, name, "");
+        let daemon = setup.start();
+        let out = setup.sendmail(&["root"], OSSEC);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let queued = setup.wait_queued(1);
+        assert_eq!(queued.len(), 1, "{name}: only the notice is queued");
+        let notice = String::from_utf8_lossy(&queued[0].payload).to_string();
+        assert!(notice.contains("Failed to encrypt alert"), "{notice}");
+        assert!(notice.contains(reason), "{name}: {notice}");
+        assert!(notice.contains(&common::fingerprint(name)), "{notice}");
+        for leak in [
+            "MARKER-ALERT-BODY",
+            "10.20.2.2",
+            "OSSEC Notification",
+            "ossecm",
+            "5503",
+        ] {
+            assert!(
+                !notice.contains(leak),
+                "{name}: alert content {leak:?} in the notice:\n{notice}"
+            );
+        }
+        let held = setup.entries("held");
+        assert_eq!(held.len(), 1, "{name}");
+        assert_eq!(held[0].payload, OSSEC);
+        assert!(
+            notice.contains(&format!("relayctl release {}", held[0].id)),
+            "{notice}"
+        );
+        let mode = std::fs::metadata(setup.spool().join(format!("held/{}.msg", held[0].id)))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        drop(daemon);
+    }
+}
+
+#[test]
+fn on_key_failure_drop_keeps_only_the_notice() {
+    let setup = Setup::new();
+    with_key(
+        &setup,
+        "expired",
+        "\n[message]\non_key_failure = \"drop\"\n",
+    );
+    let daemon = setup.start();
+    let mut c = daemon.connect();
+    c.recv();
+    c.cmd("HELO t");
+    c.cmd("MAIL FROM:<ossecm@mon>");
+    c.cmd("RCPT TO:<root>");
+    c.cmd("DATA");
+    c.send(OSSEC);
+    c.send(b".\r\n");
+    assert_eq!(common::code(&c.recv()), 250);
+    let queued = setup.wait_queued(1);
+    assert_eq!(queued.len(), 1);
+    assert!(String::from_utf8_lossy(&queued[0].payload).contains("was not kept"));
+    assert!(setup.entries("held").is_empty());
+    let log = daemon.wait_log("cannot encrypt");
+    assert!(!log.contains("MARKER"), "{log}");
+}
+
+#[test]
+fn hostile_input_is_encrypted_and_decrypts() {
+    let mut nested = String::new();
+    for i in 0..60 {
+        nested.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    nested.push_str("Content-Type: text/plain\r\n\r\nMARKER-deep\r\n");
+    let big_header = format!(
+        "Subject: {}\r\nX-Long: {}\r\n\r\nMARKER-bighead\r\n",
+        "S".repeat(100),
+        "h".repeat(100 * 1024)
+    );
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "8-bit without MIME",
+            b"Subject: caf\xe9\r\n\r\nMARKER-8bit \xe9\xff\r\n".to_vec(),
+        ),
+        (
+            "bare LF",
+            b"Subject: lf\nTo: root\n\nMARKER-lf\nline two\n".to_vec(),
+        ),
+        (
+            "NUL bytes",
+            b"Subject: nul\r\n\r\nMARKER-nul \x00\x00 end\r\n".to_vec(),
+        ),
+        (
+            "invalid UTF-8 subject",
+            b"Subject: \xff\xfe\xc3 broken\r\n\r\nMARKER-utf8\r\n".to_vec(),
+        ),
+        ("deeply nested MIME", nested.into_bytes()),
+        ("100 KB header", big_header.into_bytes()),
+        (
+            "no header at all",
+            b"MARKER-noheader just a body\n".to_vec(),
+        ),
+        ("10 MiB body", {
+            let mut m = b"Subject: big\r\n\r\nMARKER-big\r\n".to_vec();
+            m.extend(std::iter::repeat_n(b'x', 10 << 20));
+            m
+        }),
+    ];
+    let setup = Setup::with_listen("max_message_size = \"12MiB\"");
+    for (name, message) in cases {
+        let out = setup.sendmail(&["root"], &message);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let entries = setup.entries("incoming");
+        let entry = entries.last().unwrap();
+        assert!(
+            !contains(&entry.payload, b"MARKER"),
+            "{name}: plaintext in the spool"
+        );
+        let inner = plain(entry);
+        let marker = &message[find(&message, b"MARKER").unwrap()..][..10];
+        assert!(
+            contains(&inner, marker),
+            "{name}: {:?}",
+            String::from_utf8_lossy(&lf(&inner)[..inner.len().min(300)])
+        );
+        let outer_len = outer_subject(&entry.payload).len();
+        assert!(
+            outer_len <= 300,
+            "{name}: outer subject of {outer_len} bytes"
+        );
+        for f in std::fs::read_dir(setup.spool().join("incoming")).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+    }
+}
