@@ -218,18 +218,7 @@ fn keys_that_cannot_encrypt_fail_check_but_not_the_daemon() {
         ("signonly", "no valid encryption subkey"),
     ] {
         let setup = Setup::new();
-        let text = setup
-            .config_text("")
-            .replacen(
-                "tests/keys/journalist.asc",
-                &format!("tests/keys/{name}.asc"),
-                1,
-            )
-            .replacen(
-                &common::fingerprint("journalist"),
-                &common::fingerprint(name),
-                1,
-            );
+        let text = setup.config_with_key("journalist", name, "");
         setup.write_config(&text);
         let check = setup.relayctl(&["check"]);
         assert_eq!(check.status.code(), Some(78), "{name}");

@@ -237,19 +237,7 @@ fn rsa4096_and_curve25519_recipients() {
 }
 
 fn with_key(setup: &Setup, name: &str, extra: &str) {
-    let text = setup
-        .config_text(extra)
-        .replacen(
-            "tests/keys/alerts.asc",
-            &format!("tests/keys/{name}.asc"),
-            1,
-        )
-        .replacen(
-            &common::fingerprint("alerts"),
-            &common::fingerprint(name),
-            1,
-        );
-    setup.write_config(&text);
+    setup.write_config(&setup.config_with_key("alerts", name, extra));
 }
 
 #[test]
@@ -311,15 +299,8 @@ fn on_key_failure_drop_keeps_only_the_notice() {
         "\n[message]\non_key_failure = \"drop\"\n",
     );
     let daemon = setup.start();
-    let mut c = daemon.connect();
-    c.recv();
-    c.cmd("HELO t");
-    c.cmd("MAIL FROM:<ossecm@mon>");
-    c.cmd("RCPT TO:<root>");
-    c.cmd("DATA");
-    c.send(OSSEC);
-    c.send(b".\r\n");
-    assert_eq!(common::code(&c.recv()), 250);
+    let reply = daemon.connect().send_message("root", OSSEC);
+    assert_eq!(common::code(&reply), 250);
     let queued = setup.wait_queued(1);
     assert_eq!(queued.len(), 1);
     assert!(String::from_utf8_lossy(&queued[0].payload).contains("was not kept"));

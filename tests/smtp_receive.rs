@@ -210,14 +210,9 @@ fn connections_over_the_limit_get_421() {
 fn accepted_mail_survives_kill_9() {
     let setup = Setup::new();
     let mut daemon = setup.start();
-    let mut c = daemon.connect();
-    c.recv();
-    c.cmd("HELO t");
-    c.cmd("MAIL FROM:<ossecm@mon>");
-    c.cmd("RCPT TO:<root>");
-    c.cmd("DATA");
-    c.send(b"Subject: survive\r\n\r\nmust not be lost\r\n.\r\n");
-    let reply = c.recv();
+    let reply = daemon
+        .connect()
+        .send_message("root", b"Subject: survive\r\n\r\nmust not be lost\r\n");
     assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
     let id = reply.trim_end().rsplit(' ').next().unwrap().to_string();
     daemon.signal(libc::SIGKILL);

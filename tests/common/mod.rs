@@ -101,6 +101,18 @@ ossec = ["alerts@example.org", "journalist@example.org"]
         )
     }
 
+    /// The standard config (plus `extra`), with the key of `recipient`
+    /// ("alerts" or "journalist") replaced by the test key `name`.
+    pub fn config_with_key(&self, recipient: &str, name: &str, extra: &str) -> String {
+        self.config_text(extra)
+            .replacen(
+                &format!("tests/keys/{recipient}.asc"),
+                &format!("tests/keys/{name}.asc"),
+                1,
+            )
+            .replacen(&fingerprint(recipient), &fingerprint(name), 1)
+    }
+
     pub fn write_config(&self, text: &str) {
         std::fs::write(self.config_path(), text).unwrap();
     }
@@ -305,6 +317,24 @@ impl Client {
     pub fn cmd(&mut self, line: &str) -> u16 {
         self.send(format!("{line}\r\n").as_bytes());
         code(&self.recv())
+    }
+
+    /// Sends one message to `rcpt` (OSSEC's way: one reply read per
+    /// command) and returns the reply to the data.
+    pub fn send_message(&mut self, rcpt: &str, data: &[u8]) -> String {
+        let banner = self.recv();
+        assert_eq!(code(&banner), 220, "{banner}");
+        for (line, want) in [
+            ("HELO t".to_string(), 250),
+            ("MAIL FROM:<ossecm@mon>".to_string(), 250),
+            (format!("RCPT TO:<{rcpt}>"), 250),
+            ("DATA".to_string(), 354),
+        ] {
+            assert_eq!(self.cmd(&line), want, "{line}");
+        }
+        self.send(data);
+        self.send(b".\r\n");
+        self.recv()
     }
 
     /// Reads until the server closes; returns all it sent.
