@@ -388,13 +388,24 @@ except smtplib.SMTPResponseException as e:
 /// what alert-relay encrypted with GnuPG, never with alert-relay's code.
 pub struct Gpg {
     home: tempfile::TempDir,
+    /// Tests run in parallel threads; one gpg at a time per home keeps
+    /// its agent start-up from racing.
+    lock: std::sync::Mutex<()>,
 }
 
 impl Gpg {
     /// A GnuPG home with the secret keys of `names` imported.
     pub fn with_keys(names: &[&str]) -> Gpg {
         let home = tempfile::tempdir().unwrap();
-        let gpg = Gpg { home };
+        std::fs::set_permissions(
+            home.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let gpg = Gpg {
+            home,
+            lock: std::sync::Mutex::new(()),
+        };
         for name in names {
             let out = gpg.run(
                 &["--import"],
@@ -410,6 +421,7 @@ impl Gpg {
     }
 
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut child = Command::new("gpg")
             .arg("--homedir")
             .arg(self.home.path())
