@@ -208,6 +208,12 @@ impl Daemon {
                 stop_rx.clone(),
             ));
         }
+        let runner = tokio::spawn(crate::deliver::runner::run(
+            spool.clone(),
+            ctx_rx.clone(),
+            queued.clone(),
+            stop_rx.clone(),
+        ));
         tokio::spawn(pickup_loop(
             spool.clone(),
             wake,
@@ -238,6 +244,8 @@ impl Daemon {
         {
             tracing::warn!("stopped with sessions still open; nothing they sent was acknowledged");
         }
+        // The runner finishes the transaction it is in and says QUIT.
+        let _ = tokio::time::timeout(grace, runner).await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -309,9 +317,8 @@ async fn pickup_loop(
         match tokio::task::spawn_blocking(move || s.pickup()).await {
             Ok(Ok(entries)) => {
                 crate::ingest::log_stored(&entries, "sendmail");
-                if !entries.is_empty() {
-                    queued.notify_one();
-                }
+                // New mail, or a flush request: the runner looks either way.
+                queued.notify_one();
             }
             Ok(Err(e)) => tracing::error!("cannot pick up submissions: {e}"),
             Err(e) => tracing::error!("pickup task failed: {e}"),

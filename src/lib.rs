@@ -13,6 +13,7 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod deliver;
 pub mod demo;
 pub mod encrypt;
 pub mod ingest;

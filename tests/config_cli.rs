@@ -9,7 +9,7 @@ use std::process::Command;
 use common::{DAEMON, Setup};
 
 fn said_ok(out: &std::process::Output) -> bool {
-    out_text(out).contains(": ok (2 recipients, relay relay.example.net:587)")
+    out_text(out).contains(": ok (2 recipients, relay 127.0.0.1:1)")
 }
 
 fn out_text(o: &std::process::Output) -> String {
@@ -48,15 +48,11 @@ const BAD: &[(&str, &str, &str)] = &[
         "listen.max_message_size: \"lots\" is not a size",
     ),
     (
-        "host = \"relay.example.net\"",
-        "host = \"relay.example.net\"\nfingerprints = [\"6D:87:EE\"]",
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\nfingerprints = [\"6D:87:EE\"]",
         "relay.fingerprints[0]: \"6D:87:EE\" has 6 hex digits",
     ),
-    (
-        "host = \"relay.example.net\"",
-        "host = \"relay.example.net\"\nport = 99999",
-        "relay.port",
-    ),
+    ("port = 1", "port = 99999", "relay.port"),
     (
         "hostname = ",
         "hostnme = \"typo\"\nhostname = ",

@@ -28,6 +28,11 @@ enum Command {
     Queue,
     /// Shows the path of an alert on loopback, with no setup.
     Demo,
+    /// Makes queued messages due now (all, or the one named) and wakes the daemon.
+    Flush {
+        /// A queue id, as `relayctl queue` lists it.
+        id: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
                 sysexits::SOFTWARE
             }
         },
+        Command::Flush { id } => flush(&path, id.as_deref()),
         Command::Queue => match Config::load(&path) {
             Err(e) => {
                 eprintln!("{e}");
@@ -69,4 +75,41 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(code)
+}
+
+fn flush(path: &std::path::Path, id: Option<&str>) -> u8 {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return sysexits::CONFIG;
+        }
+    };
+    let id = match id.map(|s| alert_relay::spool::QueueId::parse(s).ok_or(s)) {
+        Some(Err(s)) => {
+            eprintln!("relayctl: {s:?} is not a queue id (relayctl queue lists them)");
+            return sysexits::USAGE;
+        }
+        Some(Ok(id)) => Some(id),
+        None => None,
+    };
+    let spool = Spool::at(&config.queue.dir);
+    match spool.flush(id.as_ref()) {
+        Ok(0) if id.is_some() => {
+            eprintln!(
+                "relayctl: no queued message {}",
+                id.map(|i| i.to_string()).unwrap_or_default()
+            );
+            sysexits::NOUSER
+        }
+        Ok(n) => {
+            spool.wake();
+            println!("{n} message{} due now", if n == 1 { "" } else { "s" });
+            sysexits::OK
+        }
+        Err(e) => {
+            eprintln!("relayctl: {e}");
+            sysexits::TEMPFAIL
+        }
+    }
 }

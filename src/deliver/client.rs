@@ -1,0 +1,648 @@
+//! The SMTP client that talks to the relay.
+//!
+//! Order, and the rule behind it: connect, greeting, EHLO; then TLS
+//! (STARTTLS, which is mandatory on a `starttls` relay, or TLS from the
+//! first byte on an `implicit` one) with the certificate checked; EHLO
+//! again; then AUTH (PLAIN or LOGIN, as offered); only then envelopes. A
+//! relay that does not offer STARTTLS, or whose certificate fails, gets
+//! nothing but EHLO: no AUTH, no MAIL, no downgrade.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use zeroize::Zeroizing;
+
+use super::tls::{CertInfo, Tls};
+use crate::config::TlsMode;
+
+/// A byte stream to the relay, plain or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Where a conversation with the relay failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Resolve,
+    Connect,
+    Greeting,
+    Ehlo,
+    StartTls,
+    Tls,
+    Auth,
+    Mail,
+    Rcpt,
+    Data,
+    Rset,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Resolve => "DNS lookup",
+            Stage::Connect => "connect",
+            Stage::Greeting => "greeting",
+            Stage::Ehlo => "EHLO",
+            Stage::StartTls => "STARTTLS",
+            Stage::Tls => "TLS handshake",
+            Stage::Auth => "AUTH",
+            Stage::Mail => "MAIL FROM",
+            Stage::Rcpt => "RCPT TO",
+            Stage::Data => "DATA",
+            Stage::Rset => "RSET",
+        })
+    }
+}
+
+/// A reply from the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.lines.join(" "))
+    }
+}
+
+/// Why delivery failed, with what to do about it. Everything but a 5xx
+/// reply is temporary: the message stays queued.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum DeliverError {
+    Resolve(String),
+    Connect {
+        addr: SocketAddr,
+        error: String,
+    },
+    Timeout(Stage),
+    Io {
+        stage: Stage,
+        error: String,
+    },
+    NoStartTls,
+    Certificate {
+        error: String,
+        presented: Option<Box<CertInfo>>,
+        pinned: bool,
+    },
+    Tls(String),
+    NoAuthMechanism(String),
+    Password(String),
+    AuthFailed(Reply),
+    Rejected {
+        stage: Stage,
+        reply: Reply,
+    },
+    Protocol {
+        stage: Stage,
+        line: String,
+    },
+}
+
+impl DeliverError {
+    /// A 5xx reply to this message: retrying cannot help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, DeliverError::Rejected { reply, stage } if reply.is_permanent() && matches!(stage, Stage::Mail | Stage::Rcpt | Stage::Data))
+    }
+
+    /// Whether the connection is still usable for the next message.
+    pub fn connection_usable(&self) -> bool {
+        matches!(self, DeliverError::Rejected { .. })
+    }
+
+    /// The stage at which it failed.
+    pub fn stage(&self) -> Stage {
+        match self {
+            DeliverError::Resolve(_) => Stage::Resolve,
+            DeliverError::Connect { .. } => Stage::Connect,
+            DeliverError::Timeout(s) => *s,
+            DeliverError::Io { stage, .. } | DeliverError::Protocol { stage, .. } => *stage,
+            DeliverError::NoStartTls => Stage::StartTls,
+            DeliverError::Certificate { .. } | DeliverError::Tls(_) => Stage::Tls,
+            DeliverError::NoAuthMechanism(_)
+            | DeliverError::Password(_)
+            | DeliverError::AuthFailed(_) => Stage::Auth,
+            DeliverError::Rejected { stage, .. } => *stage,
+        }
+    }
+}
+
+impl fmt::Display for DeliverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeliverError::Resolve(e) => {
+                write!(
+                    f,
+                    "cannot resolve the relay's name ({e}): check relay.host and DNS"
+                )
+            }
+            DeliverError::Connect { addr, error } => write!(
+                f,
+                "cannot connect to {addr} ({error}): check relay.host, relay.port and the \
+                 firewall's outbound rule"
+            ),
+            DeliverError::Timeout(stage) => write!(
+                f,
+                "timed out at {stage}: check relay.host, relay.port and the firewall's outbound rule"
+            ),
+            DeliverError::Io { stage, error } => write!(f, "connection lost at {stage}: {error}"),
+            DeliverError::NoStartTls => write!(
+                f,
+                "the relay does not offer STARTTLS, so nothing was sent: check relay.port \
+                 (465 needs tls = \"implicit\")"
+            ),
+            DeliverError::Certificate {
+                error,
+                presented: Some(cert),
+                pinned: true,
+            } => write!(
+                f,
+                "certificate not verified: the relay presented {cert}, which is not in \
+                 relay.fingerprints; if the relay's certificate changed legitimately, set {}",
+                cert.config_line()
+            )
+            .and_then(|()| write!(f, " ({error})")),
+            DeliverError::Certificate {
+                error,
+                presented: Some(cert),
+                pinned: false,
+            } => write!(
+                f,
+                "certificate not verified ({error}): the relay presented {cert}, subject {}, \
+                 issuer {}; set relay.ca_file to its CA, or pin it with {}",
+                cert.subject,
+                cert.issuer,
+                cert.config_line()
+            ),
+            DeliverError::Certificate { error, .. } => {
+                write!(f, "certificate not verified: {error}")
+            }
+            DeliverError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
+            DeliverError::NoAuthMechanism(offered) => write!(
+                f,
+                "the relay offers no AUTH PLAIN or LOGIN (it offers: {offered})"
+            ),
+            DeliverError::Password(e) => write!(f, "cannot read the SASL password: {e}"),
+            DeliverError::AuthFailed(reply) => write!(
+                f,
+                "authentication failed: check relay.username, relay.domain and relay.password_file \
+                 (relay said: {reply})"
+            ),
+            DeliverError::Rejected { stage, reply } => write!(f, "{stage} refused: {reply}"),
+            DeliverError::Protocol { stage, line } => {
+                write!(f, "unexpected answer at {stage}: {line:?}")
+            }
+        }
+    }
+}
+
+/// How to reach and log in to the relay, built once per config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    pub mode: TlsMode,
+    pub tls: Tls,
+    pub timeout: Duration,
+    /// Our name in EHLO.
+    pub helo: String,
+    /// The SASL identity; `None` means no AUTH.
+    pub identity: Option<String>,
+    pub password: PasswordSource,
+}
+
+impl Settings {
+    /// The relay settings of a validated config; `helo` is our host name.
+    pub fn from_config(
+        config: &crate::config::Config,
+        helo: &str,
+    ) -> Result<Settings, super::tls::TlsSetupError> {
+        let relay = &config.relay;
+        Ok(Settings {
+            host: relay.host.clone(),
+            port: relay.port,
+            mode: relay.tls_mode(),
+            tls: Tls::new(relay)?,
+            timeout: relay.timeout.0,
+            helo: helo.to_string(),
+            identity: relay.sasl_identity(),
+            password: match &relay.password_file {
+                Some(p) => PasswordSource::File(p.clone()),
+                None => PasswordSource::Credential,
+            },
+        })
+    }
+
+    /// `host:port`, for the logs.
+    pub fn relay(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Where the SASL password comes from; read at each login, never kept.
+#[derive(Debug, Clone)]
+pub enum PasswordSource {
+    File(std::path::PathBuf),
+    /// systemd's `LoadCredential=sasl_password`.
+    Credential,
+}
+
+impl PasswordSource {
+    fn read(&self) -> Result<Zeroizing<String>, DeliverError> {
+        let path = match self {
+            PasswordSource::File(p) => p.clone(),
+            PasswordSource::Credential => match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) => std::path::Path::new(&dir).join("sasl_password"),
+                None => {
+                    return Err(DeliverError::Password(
+                        "relay.username is set but there is no password: set \
+                         relay.password_file or the systemd credential sasl_password"
+                            .into(),
+                    ));
+                }
+            },
+        };
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .map_err(|e| DeliverError::Password(format!("{}: {e}", path.display())))?,
+        );
+        // One line; a trailing newline from `echo pw > file` is not part of it.
+        Ok(Zeroizing::new(
+            text.trim_end_matches(['\r', '\n']).to_string(),
+        ))
+    }
+}
+
+/// An open, verified, authenticated connection to the relay.
+pub struct Connection {
+    conn: Conn<Box<dyn Stream>>,
+    /// "TLSv1.3" or "TLSv1.2", for the logs.
+    pub tls_version: &'static str,
+}
+
+/// The command/reply layer over any stream (plain before STARTTLS, TLS after).
+struct Conn<S> {
+    io: BufReader<S>,
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Connects, secures and logs in, or says at which step it failed.
+    pub async fn open(s: &Settings) -> Result<Connection, DeliverError> {
+        let tcp = connect_tcp(s).await?;
+        let _ = tcp.set_nodelay(true);
+        let (tls, tls_version) = match s.mode {
+            TlsMode::Implicit => {
+                let (tls, version) = handshake(s, tcp).await?;
+                let mut c = Conn::new(Box::new(tls) as Box<dyn Stream>, s.timeout);
+                c.expect(Stage::Greeting, 220).await?;
+                (c, version)
+            }
+            TlsMode::Starttls => {
+                let mut plain = Conn::new(tcp, s.timeout);
+                plain.expect(Stage::Greeting, 220).await?;
+                let caps = plain.ehlo(s).await?;
+                if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
+                    let _ = plain.command(Stage::Rset, "QUIT").await;
+                    return Err(DeliverError::NoStartTls);
+                }
+                plain
+                    .command_expect(Stage::StartTls, "STARTTLS", 220)
+                    .await?;
+                // Nothing the relay sent before TLS may be read as if it
+                // came after it (the STARTTLS injection of CVE-2011-0411).
+                if !plain.io.buffer().is_empty() {
+                    return Err(DeliverError::Protocol {
+                        stage: Stage::StartTls,
+                        line: "data after the STARTTLS reply".into(),
+                    });
+                }
+                let (tls, version) = handshake(s, plain.io.into_inner()).await?;
+                (
+                    Conn::new(Box::new(tls) as Box<dyn Stream>, s.timeout),
+                    version,
+                )
+            }
+        };
+        let mut conn = Connection {
+            conn: tls,
+            tls_version,
+        };
+        let caps = conn.conn.ehlo(s).await?;
+        if let Some(identity) = &s.identity {
+            conn.conn.auth(identity, &s.password, &caps).await?;
+        }
+        Ok(conn)
+    }
+
+    /// One transaction: MAIL, RCPT, DATA with the payload. Returns the
+    /// relay's final reply (with its queue id).
+    pub async fn send(
+        &mut self,
+        from: &str,
+        to: &str,
+        payload: &[u8],
+    ) -> Result<Reply, DeliverError> {
+        let c = &mut self.conn;
+        for (stage, line, code) in [
+            (Stage::Mail, format!("MAIL FROM:<{from}>"), 250),
+            (Stage::Rcpt, format!("RCPT TO:<{to}>"), 250),
+            (Stage::Data, "DATA".to_string(), 354),
+        ] {
+            let reply = c.command(stage, &line).await?;
+            if reply.code != code {
+                return Err(DeliverError::Rejected { stage, reply });
+            }
+        }
+        c.write(Stage::Data, &dot_stuff(payload)).await?;
+        let reply = c.read_reply(Stage::Data).await?;
+        if reply.is_positive() {
+            Ok(reply)
+        } else {
+            Err(DeliverError::Rejected {
+                stage: Stage::Data,
+                reply,
+            })
+        }
+    }
+
+    /// NOOP: whether a kept-alive connection is still there.
+    pub async fn alive(&mut self) -> bool {
+        self.conn
+            .command_expect(Stage::Rset, "NOOP", 250)
+            .await
+            .is_ok()
+    }
+
+    /// RSET between transactions; an error means the connection is gone.
+    pub async fn rset(&mut self) -> Result<(), DeliverError> {
+        self.conn
+            .command_expect(Stage::Rset, "RSET", 250)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn quit(mut self) {
+        let _ = self.conn.command(Stage::Rset, "QUIT").await;
+    }
+}
+
+impl<S: Stream> Conn<S> {
+    fn new(stream: S, timeout: Duration) -> Conn<S> {
+        Conn {
+            io: BufReader::new(stream),
+            timeout,
+        }
+    }
+
+    async fn read_reply(&mut self, stage: Stage) -> Result<Reply, DeliverError> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let read = tokio::time::timeout(self.timeout, self.io.read_line(&mut line))
+                .await
+                .map_err(|_| DeliverError::Timeout(stage))?
+                .map_err(|e| DeliverError::Io {
+                    stage,
+                    error: e.to_string(),
+                })?;
+            if read == 0 {
+                return Err(DeliverError::Io {
+                    stage,
+                    error: "the relay closed the connection".into(),
+                });
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok());
+            let (Some(code), sep) = (code, line.as_bytes().get(3).copied()) else {
+                return Err(DeliverError::Protocol {
+                    stage,
+                    line: line.chars().take(200).collect(),
+                });
+            };
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            if lines.len() > 100 {
+                return Err(DeliverError::Protocol {
+                    stage,
+                    line: "reply longer than 100 lines".into(),
+                });
+            }
+            if sep != Some(b'-') {
+                return Ok(Reply { code, lines });
+            }
+        }
+    }
+
+    async fn write(&mut self, stage: Stage, bytes: &[u8]) -> Result<(), DeliverError> {
+        let io = self.io.get_mut();
+        let write = async {
+            io.write_all(bytes).await?;
+            io.flush().await
+        };
+        tokio::time::timeout(self.timeout, write)
+            .await
+            .map_err(|_| DeliverError::Timeout(stage))?
+            .map_err(|e| DeliverError::Io {
+                stage,
+                error: e.to_string(),
+            })
+    }
+
+    async fn command(&mut self, stage: Stage, line: &str) -> Result<Reply, DeliverError> {
+        self.write(stage, format!("{line}\r\n").as_bytes()).await?;
+        self.read_reply(stage).await
+    }
+
+    async fn expect(&mut self, stage: Stage, code: u16) -> Result<Reply, DeliverError> {
+        let reply = self.read_reply(stage).await?;
+        if reply.code == code {
+            Ok(reply)
+        } else {
+            Err(DeliverError::Rejected { stage, reply })
+        }
+    }
+
+    async fn command_expect(
+        &mut self,
+        stage: Stage,
+        line: &str,
+        code: u16,
+    ) -> Result<Reply, DeliverError> {
+        let reply = self.command(stage, line).await?;
+        if reply.code == code {
+            Ok(reply)
+        } else {
+            Err(DeliverError::Rejected { stage, reply })
+        }
+    }
+
+    /// EHLO; returns the extension lines.
+    async fn ehlo(&mut self, s: &Settings) -> Result<Vec<String>, DeliverError> {
+        let reply = self
+            .command_expect(Stage::Ehlo, &format!("EHLO {}", s.helo), 250)
+            .await?;
+        Ok(reply.lines.into_iter().skip(1).collect())
+    }
+
+    async fn auth(
+        &mut self,
+        identity: &str,
+        password: &PasswordSource,
+        caps: &[String],
+    ) -> Result<(), DeliverError> {
+        let offered: Vec<String> = caps
+            .iter()
+            .filter_map(|c| {
+                let (kw, rest) = c.split_once([' ', '='])?;
+                kw.eq_ignore_ascii_case("AUTH")
+                    .then(|| rest.to_ascii_uppercase())
+            })
+            .flat_map(|m| m.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+        let password = password.read()?;
+        let reply = if offered.iter().any(|m| m == "PLAIN") {
+            let mut token = Zeroizing::new(Vec::with_capacity(identity.len() + password.len() + 2));
+            token.push(0);
+            token.extend_from_slice(identity.as_bytes());
+            token.push(0);
+            token.extend_from_slice(password.as_bytes());
+            let line = Zeroizing::new(format!("AUTH PLAIN {}", b64(&token)));
+            self.command(Stage::Auth, &line).await?
+        } else if offered.iter().any(|m| m == "LOGIN") {
+            let first = self.command(Stage::Auth, "AUTH LOGIN").await?;
+            if first.code != 334 {
+                return Err(DeliverError::AuthFailed(first));
+            }
+            let user = self.command(Stage::Auth, &b64(identity.as_bytes())).await?;
+            if user.code != 334 {
+                return Err(DeliverError::AuthFailed(user));
+            }
+            let line = Zeroizing::new(b64(password.as_bytes()));
+            self.command(Stage::Auth, &line).await?
+        } else {
+            return Err(DeliverError::NoAuthMechanism(if offered.is_empty() {
+                "no AUTH at all".into()
+            } else {
+                offered.join(" ")
+            }));
+        };
+        if reply.code == 235 {
+            Ok(())
+        } else {
+            Err(DeliverError::AuthFailed(reply))
+        }
+    }
+}
+
+async fn connect_tcp(s: &Settings) -> Result<TcpStream, DeliverError> {
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(
+        s.timeout,
+        tokio::net::lookup_host((s.host.as_str(), s.port)),
+    )
+    .await
+    .map_err(|_| DeliverError::Timeout(Stage::Resolve))?
+    .map_err(|e| DeliverError::Resolve(e.to_string()))?
+    .collect();
+    let mut last = DeliverError::Resolve("no address".into());
+    for addr in addrs {
+        match tokio::time::timeout(s.timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Err(e)) => {
+                last = DeliverError::Connect {
+                    addr,
+                    error: e.to_string(),
+                }
+            }
+            Err(_) => last = DeliverError::Timeout(Stage::Connect),
+        }
+    }
+    Err(last)
+}
+
+async fn handshake(
+    s: &Settings,
+    tcp: TcpStream,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, &'static str), DeliverError> {
+    let (connector, verifier): (_, Arc<super::tls::Verifier>) = s
+        .tls
+        .connector()
+        .map_err(|e| DeliverError::Tls(e.to_string()))?;
+    let result = tokio::time::timeout(s.timeout, connector.connect(s.tls.server_name(), tcp))
+        .await
+        .map_err(|_| DeliverError::Timeout(Stage::Tls))?;
+    match result {
+        Ok(tls) => {
+            let version = match tls.get_ref().1.protocol_version() {
+                Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+                Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+                _ => "TLS",
+            };
+            Ok((tls, version))
+        }
+        Err(e) => {
+            let certificate_problem = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>())
+                .is_some_and(|re| matches!(re, tokio_rustls::rustls::Error::InvalidCertificate(_)));
+            if certificate_problem {
+                Err(DeliverError::Certificate {
+                    error: e.to_string(),
+                    presented: verifier.presented().map(Box::new),
+                    pinned: s.tls.pinned(),
+                })
+            } else {
+                Err(DeliverError::Tls(e.to_string()))
+            }
+        }
+    }
+}
+
+/// The payload as DATA carries it: CRLF line ends, leading dots doubled,
+/// and the final "." line.
+pub fn dot_stuff(payload: &[u8]) -> Vec<u8> {
+    let crlf = crate::message::to_crlf(payload);
+    let mut out = Vec::with_capacity(crlf.len() + crlf.len() / 64 + 8);
+    let mut at_line_start = true;
+    for &b in &crlf {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing() {
+        assert_eq!(dot_stuff(b".a\n..b\nc"), b"..a\r\n...b\r\nc\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b"\r\n.\r\n");
+        assert_eq!(dot_stuff(b"x\r\n"), b"x\r\n.\r\n");
+    }
+}

@@ -1,0 +1,5 @@
+//! Deliver: the queue runner ([`runner`]) and the relay client
+//! ([`client`], [`tls`]).
+pub mod client;
+pub mod runner;
+pub mod tls;

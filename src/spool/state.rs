@@ -1,0 +1,263 @@
+//! Delivery state: the retry schedule of each queued entry, persisted in
+//! `queue/ID.state` so that a restart keeps it.
+//!
+//! The entry file itself is written once and never changed; its state
+//! file is rewritten (temporary file, fsync, rename) after each attempt.
+//! A missing or unreadable state file means "never tried, due now": losing
+//! it can only make a delivery happen sooner, never lose a message.
+//!
+//! Transitions, by the runner in `deliver`:
+//!
+//! - sent: entry and state removed ([`Spool::delivered`]);
+//! - deferred (4xx, timeout, network, TLS, AUTH): state rewritten with one
+//!   more attempt and the next time from `queue.retry` ([`Spool::defer`]);
+//! - failed (5xx, or older than `queue.max_lifetime`): the entry moves to
+//!   `failed/` with the reason as its note ([`Spool::fail`]).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{
+    Entry, Kind, MSG_SUFFIX, QueueId, Spool, SpoolError, list_dir, sync_dir, write_durably,
+};
+
+const STATE_SUFFIX: &str = ".state";
+
+/// One queued entry's delivery state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// Delivery attempts made so far.
+    pub attempts: u32,
+    /// Seconds since the epoch before which no attempt is made; 0 = now.
+    pub next_attempt: u64,
+    /// The last attempt's failure, as logged (no alert content).
+    pub last_error: String,
+}
+
+impl State {
+    fn encode(&self) -> String {
+        format!(
+            "attempts {}\nnext {}\nlast_error {}\n",
+            self.attempts,
+            self.next_attempt,
+            self.last_error.replace(['\r', '\n'], " ")
+        )
+    }
+
+    fn decode(text: &str) -> Option<State> {
+        let mut state = State::default();
+        for line in text.lines() {
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            match key {
+                "attempts" => state.attempts = value.parse().ok()?,
+                "next" => state.next_attempt = value.parse().ok()?,
+                "last_error" => state.last_error = value.to_string(),
+                _ => return None,
+            }
+        }
+        Some(state)
+    }
+
+    /// Whether an attempt is due at `now`.
+    pub fn due(&self, now: SystemTime) -> bool {
+        self.next_attempt <= unix_secs(now)
+    }
+
+    /// The state after a failed attempt at `now`: the `n`th failure waits
+    /// `retry[n-1]`, and every failure after the list's end the last value.
+    pub fn after_failure(&self, now: SystemTime, retry: &[Duration], error: &str) -> State {
+        let attempts = self.attempts.saturating_add(1);
+        let index = (attempts as usize)
+            .saturating_sub(1)
+            .min(retry.len().saturating_sub(1));
+        let wait = retry
+            .get(index)
+            .copied()
+            .unwrap_or(Duration::from_secs(300));
+        State {
+            attempts,
+            next_attempt: unix_secs(now + wait),
+            last_error: error.to_string(),
+        }
+    }
+}
+
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A queued entry and its state.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: QueueId,
+    pub state: State,
+}
+
+impl Spool {
+    fn state_path(&self, id: &QueueId) -> std::path::PathBuf {
+        self.dir("queue").join(format!("{id}{STATE_SUFFIX}"))
+    }
+
+    /// Every queued entry with its state, oldest first. Reads the state
+    /// files only, not the messages.
+    pub fn pending(&self) -> Result<Vec<Pending>, SpoolError> {
+        let mut out = Vec::new();
+        for (name, _) in list_dir(&self.dir("queue"))? {
+            let Some(id) = name.strip_suffix(MSG_SUFFIX).and_then(QueueId::parse) else {
+                continue;
+            };
+            let state = self.state(&id);
+            out.push(Pending { id, state });
+        }
+        Ok(out)
+    }
+
+    /// The state of one queued entry (default when never tried).
+    pub fn state(&self, id: &QueueId) -> State {
+        fs::read_to_string(self.state_path(id))
+            .ok()
+            .and_then(|t| State::decode(&t))
+            .unwrap_or_default()
+    }
+
+    /// Records a failed attempt.
+    pub fn defer(&self, id: &QueueId, state: &State) -> Result<(), SpoolError> {
+        let path = self.state_path(id);
+        let tmp = self.dir("tmp").join(format!(".{id}{STATE_SUFFIX}"));
+        let write = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(state.encode().as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| SpoolError::io("write", &path, e))
+    }
+
+    /// Removes delivered entries, then makes the removals durable (one
+    /// directory fsync for the batch). A crash before that fsync can only
+    /// send a message twice, never lose one: delivery is at least once.
+    pub fn delivered(&self, ids: &[QueueId]) -> Result<(), SpoolError> {
+        let queue = self.dir("queue");
+        for id in ids {
+            let msg = queue.join(format!("{id}{MSG_SUFFIX}"));
+            fs::remove_file(&msg).map_err(|e| SpoolError::io("remove", &msg, e))?;
+            let _ = fs::remove_file(self.state_path(id));
+        }
+        sync_dir(&queue)
+    }
+
+    /// Removes one delivered entry without syncing the directory; call
+    /// [`Spool::sync_queue`] after a batch.
+    pub fn remove_delivered(&self, id: &QueueId) -> Result<(), SpoolError> {
+        let msg = self.dir("queue").join(format!("{id}{MSG_SUFFIX}"));
+        fs::remove_file(&msg).map_err(|e| SpoolError::io("remove", &msg, e))?;
+        let _ = fs::remove_file(self.state_path(id));
+        Ok(())
+    }
+
+    /// Makes removals from `queue/` durable.
+    pub fn sync_queue(&self) -> Result<(), SpoolError> {
+        sync_dir(&self.dir("queue"))
+    }
+
+    /// Moves an entry to `failed/` with `reason` as its note.
+    pub fn fail(&self, id: &QueueId, reason: &str) -> Result<(), SpoolError> {
+        let entry = self.read(id)?.with_note(reason);
+        let failed = Entry {
+            kind: Kind::Outgoing,
+            ..entry
+        };
+        write_durably(&self.dir("tmp"), &[(&failed, self.dir("failed"))], 0o600)?;
+        self.delivered(std::slice::from_ref(id))
+    }
+
+    /// Makes queued entries due now (all, or the one named). Returns how
+    /// many were changed.
+    pub fn flush(&self, only: Option<&QueueId>) -> Result<usize, SpoolError> {
+        let mut n = 0;
+        for p in self.pending()? {
+            if only.is_some_and(|id| *id != p.id) {
+                continue;
+            }
+            if p.state.next_attempt != 0 {
+                let state = State {
+                    next_attempt: 0,
+                    ..p.state
+                };
+                self.defer(&p.id, &state)?;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_schedule_then_its_last_value() {
+        let m = |n: u64| Duration::from_secs(60 * n);
+        let retry = [m(1), m(5), m(15)];
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut s = State::default();
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            s = s.after_failure(t0, &retry, "x");
+            waits.push(s.next_attempt - 1_000_000);
+        }
+        assert_eq!(waits, vec![60, 300, 900, 900, 900]);
+        assert_eq!(s.attempts, 5);
+        assert!(!s.due(t0) && s.due(t0 + m(15)));
+    }
+
+    #[test]
+    fn state_survives_a_round_trip_and_garbage_means_due() {
+        let s = State {
+            attempts: 3,
+            next_attempt: 42,
+            last_error: "timed out\nat EHLO".into(),
+        };
+        let back = State::decode(&s.encode()).unwrap();
+        assert_eq!(back.attempts, 3);
+        assert_eq!(back.last_error, "timed out at EHLO");
+        assert!(State::decode("bogus 1\n").is_none());
+    }
+
+    #[test]
+    fn defer_fail_flush_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        let a = Entry::new("s", "r@x", b"a".to_vec());
+        let b = Entry::new("s", "r@x", b"b".to_vec());
+        spool.commit(&[a.clone(), b.clone()]).unwrap();
+        let now = SystemTime::now();
+        let later = State::default().after_failure(now, &[Duration::from_secs(600)], "451 busy");
+        spool.defer(&a.id, &later).unwrap();
+        let pending = spool.pending().unwrap();
+        assert_eq!(pending.len(), 2);
+        assert!(!pending[0].state.due(now) && pending[1].state.due(now));
+        assert_eq!(spool.flush(Some(&a.id)).unwrap(), 1);
+        assert!(spool.state(&a.id).due(now));
+        assert_eq!(spool.state(&a.id).attempts, 1, "flush keeps the count");
+
+        spool.fail(&b.id, "550 5.1.1 no such user").unwrap();
+        let failed = fs::read(dir.path().join(format!("failed/{}.msg", b.id))).unwrap();
+        assert_eq!(
+            Entry::decode(&failed).unwrap().note,
+            "550 5.1.1 no such user"
+        );
+        spool.delivered(std::slice::from_ref(&a.id)).unwrap();
+        assert!(spool.pending().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,314 @@
+//! Delivery to a real relay (aiosmtpd with STARTTLS, implicit TLS and
+//! AUTH on 127.0.0.1), checked with the relay's own records and GnuPG.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use common::{Gpg, Relay, Setup, contains, openssl_fingerprint, openssl_spki_pin};
+
+const ALERT: &[u8] = b"From: OSSEC HIDS <ossecm@mon>\nTo: root\n\
+Subject: OSSEC Notification - (app) 10.20.2.2 - Alert level 7\n\n\
+Rule: 5503 fired (level 7) -> \"MARKER-DELIVERED\"\n";
+
+/// Points the setup at a relay on `port`; `extra` adds [relay] lines.
+fn use_relay(setup: &Setup, port: u16, extra: &str) {
+    let pw = setup.path("sasl_password");
+    std::fs::write(&pw, format!("{}\n", common::RELAY_PASSWORD)).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/ca.pem");
+    let ca_line = if extra.contains("fingerprints") {
+        String::new()
+    } else {
+        format!("ca_file = \"{}\"\n", ca.display())
+    };
+    *setup.relay.borrow_mut() = format!(
+        "host = \"127.0.0.1\"\nport = {port}\n{ca_line}username = \"ossec\"\ndomain = \"example.net\"\n\
+         password_file = \"{}\"\ntimeout = \"5s\"\n{extra}",
+        pw.display()
+    );
+    // A long retry: a deferred message waits for the test's flush.
+    setup.write_config(&setup.config_text("").replacen(
+        "[queue]\n",
+        "[queue]\nretry = [\"1h\"]\n",
+        1,
+    ));
+}
+
+fn send_alert(setup: &Setup) {
+    let out = setup.sendmail(&["root"], ALERT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn decrypts(message: &[u8]) -> bool {
+    let gpg = Gpg::with_keys(&["alerts"]);
+    contains(&gpg.decrypt(message), b"MARKER-DELIVERED")
+}
+
+/// Waits until the daemon's log has `needle`, then returns the log.
+fn wait_log(daemon: &common::Daemon, needle: &str) -> String {
+    daemon.wait_log(needle)
+}
+
+fn delivered_over(relay_args: &[&str], extra: &str) -> (Relay, String) {
+    let relay = Relay::start(relay_args);
+    let setup = Setup::new();
+    use_relay(&setup, relay.port, extra);
+    let daemon = setup.start();
+    send_alert(&setup);
+    let messages = relay.wait_messages(1);
+    assert_eq!(messages.len(), 1, "{}", daemon.log());
+    assert!(decrypts(&messages[0]));
+    let log = wait_log(&daemon, "status=sent");
+    assert!(setup.wait_queue_empty(), "the sent entry leaves the queue");
+    assert!(
+        !log.contains(common::RELAY_PASSWORD),
+        "the password is never logged"
+    );
+    (relay, log)
+}
+
+#[test]
+fn starttls_with_auth_plain_delivers_encrypted() {
+    let (relay, log) = delivered_over(&["--mechanisms", "PLAIN"], "");
+    let events = relay.events().join("\n");
+    assert!(events.contains("\"event\": \"starttls\""), "{events}");
+    assert!(
+        events.contains("\"mechanism\": \"PLAIN\", \"ok\": true"),
+        "{events}"
+    );
+    // Nothing but EHLO and STARTTLS before TLS.
+    for e in relay.events() {
+        if e.contains("\"tls\": false") {
+            assert!(
+                e.contains("ehlo") || e.contains("starttls"),
+                "in the clear: {e}"
+            );
+        }
+    }
+    assert!(log.contains("status=sent relay=127.0.0.1:"), "{log}");
+    assert!(log.contains("tls=TLSv1.3 attempt=1"), "{log}");
+    assert!(log.contains("Ok: queued as TEST1"), "{log}");
+}
+
+#[test]
+fn starttls_with_auth_login_delivers_encrypted() {
+    let (relay, _) = delivered_over(&["--mechanisms", "LOGIN"], "");
+    let events = relay.events().join("\n");
+    assert!(
+        events.contains("\"mechanism\": \"LOGIN\", \"ok\": true"),
+        "{events}"
+    );
+}
+
+#[test]
+fn implicit_tls_delivers_encrypted() {
+    let (relay, _) = delivered_over(&["--implicit"], "tls = \"implicit\"\n");
+    assert_eq!(relay.count("starttls"), 0);
+    assert!(relay.events().iter().all(|e| e.contains("\"tls\": true")));
+}
+
+#[test]
+fn sha1_sha256_and_spki_pins_each_work_without_a_ca() {
+    for pin in [
+        openssl_fingerprint("selfsigned.pem", "sha1"),
+        openssl_fingerprint("selfsigned.pem", "sha256"),
+        openssl_fingerprint("selfsigned.pem", "sha256")
+            .replace(':', "")
+            .to_lowercase(),
+        openssl_spki_pin("selfsigned.pem"),
+    ] {
+        delivered_over(
+            &["--cert", "selfsigned.pem"],
+            &format!("fingerprints = [\"{pin}\"]\n"),
+        );
+    }
+}
+
+#[test]
+fn pin_mismatch_sends_no_auth() {
+    let relay = Relay::start(&["--cert", "relay2.pem"]);
+    let setup = Setup::new();
+    let pin = openssl_fingerprint("relay.pem", "sha256");
+    use_relay(&setup, relay.port, &format!("fingerprints = [\"{pin}\"]\n"));
+    let daemon = setup.start();
+    send_alert(&setup);
+    let log = wait_log(&daemon, "status=deferred");
+    assert_eq!(relay.count("auth"), 0, "{:?}", relay.events());
+    assert_eq!(relay.count("mail"), 0, "{:?}", relay.events());
+    assert!(relay.messages().is_empty());
+    assert!(log.contains("certificate not verified"), "{log}");
+    // What the relay really presented, ready to paste, as openssl prints it.
+    let presented_sha1 = openssl_fingerprint("relay2.pem", "sha1");
+    let presented_sha256 = openssl_fingerprint("relay2.pem", "sha256");
+    assert!(log.contains(&presented_sha1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "fingerprints = [\\\"{presented_sha1}\\\", \\\"{presented_sha256}\\\""
+        )),
+        "{log}"
+    );
+    assert_eq!(setup.queued().len(), 1, "still queued");
+}
+
+#[test]
+fn a_ca_that_did_not_sign_the_relay_is_refused() {
+    let relay = Relay::start(&["--cert", "selfsigned.pem"]);
+    let setup = Setup::new();
+    use_relay(&setup, relay.port, "");
+    let daemon = setup.start();
+    send_alert(&setup);
+    let log = wait_log(&daemon, "status=deferred");
+    assert!(log.contains("certificate not verified"), "{log}");
+    assert_eq!(relay.count("auth"), 0);
+    assert_eq!(setup.queued().len(), 1);
+}
+
+#[test]
+fn old_and_new_pins_survive_a_certificate_swap() {
+    let old = openssl_fingerprint("relay.pem", "sha256");
+    let new = openssl_fingerprint("relay2.pem", "sha256");
+    let relay = Relay::start(&[]);
+    let port = relay.port;
+    let setup = Setup::new();
+    use_relay(
+        &setup,
+        port,
+        &format!("fingerprints = [\"{old}\", \"{new}\"]\n"),
+    );
+    let daemon = setup.start();
+    send_alert(&setup);
+    assert_eq!(relay.wait_messages(1).len(), 1);
+    drop(relay);
+    let relay = Relay::start_on(port, &["--cert", "relay2.pem"]);
+    // Let the kept-alive connection to the old relay go.
+    std::thread::sleep(Duration::from_millis(200));
+    send_alert(&setup);
+    let got = relay.wait_messages(1);
+    assert_eq!(got.len(), 1, "{}", daemon.log());
+    assert!(decrypts(&got[0]));
+}
+
+#[test]
+fn a_relay_without_starttls_gets_no_plaintext_auth() {
+    let relay = Relay::start(&["--no-starttls"]);
+    let setup = Setup::new();
+    use_relay(&setup, relay.port, "");
+    let daemon = setup.start();
+    send_alert(&setup);
+    let log = wait_log(&daemon, "status=deferred");
+    assert!(log.contains("does not offer STARTTLS"), "{log}");
+    assert_eq!(relay.count("auth"), 0, "{:?}", relay.events());
+    assert_eq!(relay.count("mail"), 0);
+    assert_eq!(setup.queued().len(), 1);
+}
+
+#[test]
+fn a_wrong_password_defers_with_the_fix() {
+    let relay = Relay::start(&["--password", "another one"]);
+    let setup = Setup::new();
+    use_relay(&setup, relay.port, "");
+    let daemon = setup.start();
+    send_alert(&setup);
+    let log = wait_log(&daemon, "status=deferred");
+    assert!(
+        log.contains(
+            "authentication failed: check relay.username, relay.domain and relay.password_file"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains(common::RELAY_PASSWORD));
+    assert_eq!(setup.queued().len(), 1, "deferred, not failed");
+    assert!(setup.entries("failed").is_empty());
+}
+
+#[test]
+fn relay_down_then_up_delivers_exactly_once_after_flush() {
+    // A port nothing listens on, that the relay will take later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let setup = Setup::new();
+    use_relay(&setup, port, "");
+    let daemon = setup.start();
+    send_alert(&setup);
+    let log = wait_log(&daemon, "status=deferred");
+    assert!(log.contains("cannot connect to 127.0.0.1:"), "{log}");
+    assert!(log.contains("check relay.host, relay.port"), "{log}");
+    let relay = Relay::start_on(port, &[]);
+    let flush = setup.relayctl(&["flush"]);
+    assert!(
+        flush.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flush.stderr)
+    );
+    assert_eq!(relay.wait_messages(1).len(), 1);
+    assert!(setup.wait_queue_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(relay.messages().len(), 1, "exactly once");
+    let log = daemon.log();
+    assert!(
+        log.contains("status=sent") && log.contains("attempt=2"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_550_moves_the_message_to_failed_with_the_reply() {
+    let relay = Relay::start(&["--rcpt-reply", "550 5.1.1 no such user here"]);
+    let setup = Setup::new();
+    use_relay(&setup, relay.port, "");
+    let daemon = setup.start();
+    send_alert(&setup);
+    let log = wait_log(&daemon, "status=failed");
+    assert!(log.contains("550 5.1.1 no such user here"), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while setup.entries("failed").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let failed = setup.entries("failed");
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0].note.contains("550 5.1.1 no such user here"),
+        "{}",
+        failed[0].note
+    );
+    assert!(setup.queued().is_empty());
+}
+
+#[test]
+fn two_hundred_queued_messages_go_out_over_one_connection() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let setup = Setup::new();
+    use_relay(&setup, port, "");
+    // Queue 200 with the daemon stopped, through one SMTP session of
+    // `sendmail -bs` (one process, so this stays quick).
+    let mut session = b"HELO t\r\n".to_vec();
+    for i in 0..200 {
+        session.extend_from_slice(
+            b"MAIL FROM:<ossecm@mon>\r\nRCPT TO:<journalist@example.org>\r\nDATA\r\n",
+        );
+        session.extend_from_slice(format!("Subject: n{i}\r\n\r\nMARKER-{i}\r\n.\r\n").as_bytes());
+    }
+    session.extend_from_slice(b"QUIT\r\n");
+    let out = setup.sendmail(&["-bs"], &session);
+    assert!(out.status.success());
+    assert_eq!(setup.entries("incoming").len(), 200);
+    let relay = Relay::start_on(port, &[]);
+    let daemon = setup.start();
+    assert_eq!(relay.wait_messages(200).len(), 200, "{}", daemon.log());
+    assert_eq!(relay.count("starttls"), 1, "one connection");
+    assert_eq!(relay.count("auth"), 1);
+    assert!(setup.wait_queue_empty());
+}

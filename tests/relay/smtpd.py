@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""A real SMTP relay for alert-relay's tests, on aiosmtpd (not our code).
+
+It serves STARTTLS (or implicit TLS, or no TLS at all) with AUTH PLAIN and
+LOGIN on 127.0.0.1, writes every accepted message to OUTDIR/N.eml, and logs
+every session event as one JSON object per line to OUTDIR/events.jsonl, so
+a test can prove what the client did or did not send (e.g. no AUTH after a
+certificate mismatch). It prints "READY <port>" once listening.
+"""
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import sys
+
+from aiosmtpd.controller import Controller
+import warnings
+
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+warnings.filterwarnings("ignore", message="Session.login_data")
+
+p = argparse.ArgumentParser()
+p.add_argument("--outdir", required=True)
+p.add_argument("--port", type=int, default=0)
+p.add_argument("--cert")
+p.add_argument("--key")
+p.add_argument("--implicit", action="store_true", help="TLS from the first byte")
+p.add_argument("--no-starttls", action="store_true", help="do not offer STARTTLS")
+p.add_argument("--user", default="ossec@example.net")
+p.add_argument("--password", default="correct horse battery staple")
+p.add_argument("--mechanisms", default="PLAIN LOGIN")
+p.add_argument("--rcpt-reply", default="", help="reply to every RCPT, e.g. '550 5.1.1 no such user'")
+args = p.parse_args()
+
+events_path = os.path.join(args.outdir, "events.jsonl")
+counter = {"n": 0}
+
+
+def event(kind, session, **extra):
+    # aiosmtpd sets session.ssl after STARTTLS only; implicit TLS is TLS throughout.
+    tls = args.implicit or (session is not None and session.ssl is not None)
+    extra.update(event=kind, tls=tls)
+    with open(events_path, "a") as f:
+        f.write(json.dumps(extra) + "\n")
+
+
+class Handler:
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        event("ehlo", session, host=hostname)
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        event("mail", session, address=address, auth=bool(session.authenticated))
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        event("rcpt", session, address=address)
+        if args.rcpt_reply:
+            return args.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        counter["n"] += 1
+        name = "%d.eml" % counter["n"]
+        with open(os.path.join(args.outdir, name + ".tmp"), "wb") as f:
+            f.write(envelope.original_content or envelope.content)
+        os.rename(os.path.join(args.outdir, name + ".tmp"), os.path.join(args.outdir, name))
+        event("data", session, file=name, mail_from=envelope.mail_from, rcpt=envelope.rcpt_tos)
+        return "250 2.0.0 Ok: queued as TEST%d" % counter["n"]
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login.decode() == args.user
+        and auth_data.password.decode() == args.password
+    )
+    event("auth", session, mechanism=mechanism, ok=ok)
+    # handled=False: aiosmtpd then answers 535 itself.
+    return AuthResult(success=ok, handled=False)
+
+
+def tls_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.cert, args.key)
+    return ctx
+
+
+class LoggingSMTP(SMTP):
+    async def smtp_STARTTLS(self, arg):
+        event("starttls", self.session)
+        return await super().smtp_STARTTLS(arg)
+
+
+class RelayController(Controller):
+    def factory(self):
+        kwargs = dict(
+            authenticator=authenticator,
+            # Implicit TLS is TLS too, but aiosmtpd only counts STARTTLS.
+            auth_require_tls=not (args.no_starttls or args.implicit),
+            auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in args.mechanisms.split()],
+        )
+        if not args.implicit and not args.no_starttls:
+            kwargs.update(tls_context=tls_context(), require_starttls=True)
+        return LoggingSMTP(self.handler, **kwargs)
+
+    def _trigger_server(self):
+        # The stock probe assumes a fixed port and plain SMTP; ours may be
+        # port 0 and TLS-only. Connect once and read the banner.
+        import socket
+        port = self.server.sockets[0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            if args.implicit:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                with ctx.wrap_socket(sock) as tls:
+                    tls.recv(1024)
+            else:
+                sock.recv(1024)
+
+
+controller = RelayController(
+    Handler(),
+    hostname="127.0.0.1",
+    port=args.port or 0,
+    ssl_context=tls_context() if args.implicit else None,
+    ready_timeout=10,
+)
+controller.start()
+port = controller.server.sockets[0].getsockname()[1]
+print("READY %d" % port, flush=True)
+try:
+    sys.stdin.read()  # runs until the test closes our stdin or kills us
+finally:
+    controller.stop()
