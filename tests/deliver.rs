@@ -312,3 +312,35 @@ fn two_hundred_queued_messages_go_out_over_one_connection() {
     assert_eq!(relay.count("auth"), 1);
     assert!(setup.wait_queue_empty());
 }
+
+#[test]
+fn past_max_lifetime_a_message_moves_to_failed_with_its_last_error() {
+    let setup = Setup::new();
+    use_relay(&setup, 1, "");
+    setup.write_config(
+        &setup
+            .config_text("")
+            .replacen("[queue]\n", "[queue]\nretry = [\"1h\"]\nmax_lifetime = \"1s\"\n", 1),
+    );
+    let daemon = setup.start();
+    send_alert(&setup);
+    wait_log(&daemon, "status=deferred");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(setup.relayctl(&["flush"]).status.success());
+    let log = wait_log(&daemon, "status=failed");
+    assert!(log.contains("undelivered after 1s; last error: cannot connect"), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while setup.entries("failed").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(setup.entries("failed").len(), 1);
+    assert!(setup.queued().is_empty());
+}
+
+#[test]
+fn flush_with_a_bad_id_is_a_usage_error() {
+    let setup = Setup::new();
+    let out = setup.relayctl(&["flush", "../../etc/passwd"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a queue id"));
+}

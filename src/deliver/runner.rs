@@ -319,11 +319,11 @@ fn log_attempt(
     let delay = format!("{:.2}s", age.as_secs_f64());
     match status {
         "sent" => tracing::info!(
-            id = %id, to, status = %status, relay = %relay, tls = %tls, attempt, delay = %delay,
+            id = %id, to = %to, status = %status, relay = %relay, tls = %tls, attempt, delay = %delay,
             reply = ?reason, "delivery"
         ),
         _ => tracing::warn!(
-            id = %id, to, status = %status, relay = %relay, tls = %tls, attempt, delay = %delay,
+            id = %id, to = %to, status = %status, relay = %relay, tls = %tls, attempt, delay = %delay,
             reason = ?reason, "delivery"
         ),
     }
