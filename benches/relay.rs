@@ -7,6 +7,10 @@
 //! 2. Ingest: alerts/s and latency from one sequential SMTP client, one
 //!    connection per alert as OSSEC's maild does, to the 250 that means
 //!    "encrypted and on disk" (fsync included), RSA-4096 recipient.
+//! 3. End to end: the real `alert-relayd` process between SMTP clients and
+//!    a stand-in relay (STARTTLS, AUTH) on loopback, RSA-4096 recipient:
+//!    alerts/s from one sequential client and from 8 concurrent ones, the
+//!    daemon's CPU per alert, and submit-to-relay latency at 50 alerts/s.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -209,7 +213,245 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// The daemon's CPU time so far, from /proc.
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / hz)
+}
+
+/// Sends one alert; returns the queue id from the 250.
+fn submit(port: u16, msg: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut buf = [0u8; 512];
+    let mut reply = |s: &mut TcpStream| {
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    reply(&mut s);
+    for cmd in [
+        &b"Helo notify.ossec.net\r\n"[..],
+        b"Mail From: <ossecm@mon>\r\n",
+        b"Rcpt To: <root@localhost>\r\n",
+        b"DATA\r\n",
+    ] {
+        s.write_all(cmd).unwrap();
+        reply(&mut s);
+    }
+    s.write_all(msg).unwrap();
+    s.write_all(b"\r\n.\r\n").unwrap();
+    let done = reply(&mut s);
+    assert!(done.starts_with("250"), "{done}");
+    s.write_all(b"QUIT\r\n").unwrap();
+    reply(&mut s);
+    done.trim_end().rsplit(' ').next().unwrap_or("").to_string()
+}
+
+/// The queue id in a delivered message's Message-ID.
+fn delivered_id(data: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&data[..data.len().min(2000)]);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Message-ID: <"))
+        .and_then(|v| v.split('@').next())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn end_to_end() {
+    use alert_relay::standin::StandIn;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let certs = vec![
+        rustls::pki_types::CertificateDer::from_pem_file(root.join("certs/relay.pem")).unwrap(),
+    ];
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_file(root.join("certs/relay.key")).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    // The stand-in runs on its own thread and runtime.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let s = StandIn::start(Arc::new(tls), "ossec@example.net", "bench-password")
+                .await
+                .unwrap();
+            tx.send(s).unwrap();
+            std::future::pending::<()>().await
+        })
+    });
+    let standin = rx.recv().unwrap();
+    let wait_for = |n: usize| {
+        while standin.count() < n {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    };
+
+    let dir = std::env::temp_dir().join(format!("alert-relay-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("sasl_password");
+    std::fs::write(&pw, "bench-password").unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let config = config_text(&dir.join("spool"), "alerts").replace(
+        "host = \"relay.example.net\"",
+        &format!(
+            "host = \"127.0.0.1\"\nport = {}\nca_file = \"{}\"\nusername = \"ossec\"\ndomain = \"example.net\"\npassword_file = \"{}\"",
+            standin.addr.port(),
+            root.join("certs/ca.pem").display(),
+            pw.display()
+        ),
+    );
+    let path = dir.join("relay.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.join("daemon.log");
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_alert-relayd"))
+        .arg("--config")
+        .arg(&path)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let port: u16 = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(p) = text
+            .lines()
+            .find_map(|l| l.split("listening addr=127.0.0.1:").nth(1))
+        {
+            break p.trim().parse().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let pid = daemon.id();
+    println!(
+        "end to end: alert-relayd between SMTP clients and a stand-in relay (STARTTLS, AUTH), RSA-4096"
+    );
+
+    // Warm up: the first connection to the relay, page cache.
+    for i in 0..20 {
+        submit(port, &alert(i));
+    }
+    wait_for(20);
+
+    // 1. One sequential client.
+    let n = 1000;
+    let msgs: Vec<Vec<u8>> = (0..n).map(alert).collect();
+    let base = standin.count();
+    let cpu0 = process_cpu(pid);
+    let start = Instant::now();
+    for m in &msgs {
+        submit(port, m);
+    }
+    wait_for(base + n);
+    let wall = start.elapsed();
+    let cpu = process_cpu(pid) - cpu0;
+    println!(
+        "  sequential client: {n} alerts in {:.2} s = {:.0} alerts/s; daemon CPU {:.2} ms/alert",
+        wall.as_secs_f64(),
+        n as f64 / wall.as_secs_f64(),
+        cpu.as_secs_f64() * 1e3 / n as f64
+    );
+
+    // 2. Eight concurrent clients.
+    let clients = 8;
+    let per = 250;
+    let base = standin.count();
+    let cpu0 = process_cpu(pid);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    submit(port, &alert(c * per + i));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    wait_for(base + clients * per);
+    let wall = start.elapsed();
+    let cpu = process_cpu(pid) - cpu0;
+    let total = clients * per;
+    println!(
+        "  {clients} concurrent clients: {total} alerts in {:.2} s = {:.0} alerts/s; daemon CPU {:.2} ms/alert",
+        wall.as_secs_f64(),
+        total as f64 / wall.as_secs_f64(),
+        cpu.as_secs_f64() * 1e3 / total as f64
+    );
+
+    // 3. Latency, submit to relay, at 50 alerts/s for 10 s.
+    let rate = 50;
+    let count = rate * 10;
+    let mut sent_at = std::collections::HashMap::new();
+    let base = standin.count();
+    let start = Instant::now();
+    for i in 0..count {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let t = Instant::now();
+        let id = submit(port, &alert(i));
+        sent_at.insert(id, t);
+    }
+    wait_for(base + count);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut lat: Vec<Duration> = standin
+        .received()
+        .iter()
+        .filter_map(|r| {
+            sent_at
+                .get(&delivered_id(&r.data))
+                .map(|t| r.at.duration_since(*t))
+        })
+        .collect();
+    lat.sort();
+    if !lat.is_empty() {
+        let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+        println!(
+            "  at {rate} alerts/s: submit-to-relay latency p50 {:.2} ms, p99 {:.2} ms ({} alerts)",
+            pct(0.5).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            lat.len()
+        );
+    }
+
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
-    encryption();
-    ingest();
+    let only = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let run = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if run("encryption") {
+        encryption();
+    }
+    if run("ingest") {
+        ingest();
+    }
+    if run("e2e") {
+        end_to_end();
+    }
 }

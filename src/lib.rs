@@ -8,6 +8,7 @@
 //! - [`encrypt`]: one outgoing message per recipient;
 //! - [`spool`]: the durable queue, acknowledged only once on disk;
 //! - [`daemon`]: the process that ties them together;
+//! - [`deliver`]: the queue runner and the TLS/SASL relay client;
 //! - [`control`]: what `relayctl` and `mailq` show.
 
 pub mod config;
@@ -20,4 +21,5 @@ pub mod ingest;
 pub mod message;
 pub mod route;
 pub mod spool;
+pub mod standin;
 pub mod sysexits;

@@ -317,18 +317,21 @@ fn two_hundred_queued_messages_go_out_over_one_connection() {
 fn past_max_lifetime_a_message_moves_to_failed_with_its_last_error() {
     let setup = Setup::new();
     use_relay(&setup, 1, "");
-    setup.write_config(
-        &setup
-            .config_text("")
-            .replacen("[queue]\n", "[queue]\nretry = [\"1h\"]\nmax_lifetime = \"1s\"\n", 1),
-    );
+    setup.write_config(&setup.config_text("").replacen(
+        "[queue]\n",
+        "[queue]\nretry = [\"1h\"]\nmax_lifetime = \"1s\"\n",
+        1,
+    ));
     let daemon = setup.start();
     send_alert(&setup);
     wait_log(&daemon, "status=deferred");
     std::thread::sleep(Duration::from_millis(1200));
     assert!(setup.relayctl(&["flush"]).status.success());
     let log = wait_log(&daemon, "status=failed");
-    assert!(log.contains("undelivered after 1s; last error: cannot connect"), "{log}");
+    assert!(
+        log.contains("undelivered after 1s; last error: cannot connect"),
+        "{log}"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while setup.entries("failed").is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
