@@ -82,3 +82,78 @@ pub fn check(config: Result<Config, ConfigError>) -> (String, bool) {
     }
     (report, ok)
 }
+
+/// `relayctl key FILE`: what `[[recipients]]` needs to know about a key.
+/// Returns the report and whether the key can encrypt now.
+pub fn key_report(path: &std::path::Path) -> (String, bool) {
+    use crate::encrypt::keys;
+    let cert = match keys::read_cert(path) {
+        Ok(c) => c,
+        Err(e) => return (format!("{e}\n"), false),
+    };
+    let now = std::time::SystemTime::now();
+    let mut out = format!("fingerprint = \"{}\"\n", keys::fingerprint(&cert));
+    for uid in cert.userids() {
+        out.push_str(&format!(
+            "user ID: {}\n",
+            String::from_utf8_lossy(uid.userid().value())
+        ));
+    }
+    let mut soonest: Option<std::time::SystemTime> = None;
+    for k in keys::encryption_keys(&cert, now) {
+        let expiry = k.key_expiration_time();
+        if let Some(t) = expiry {
+            soonest = Some(soonest.map_or(t, |s| s.min(t)));
+        }
+        out.push_str(&format!(
+            "encryption subkey: {} {}{}, expires {}\n",
+            k.key().fingerprint().to_hex(),
+            k.key().pk_algo(),
+            k.key()
+                .mpis()
+                .bits()
+                .map(|b| format!(" {b} bits"))
+                .unwrap_or_default(),
+            expiry.map_or("never".to_string(), |t| humantime::format_rfc3339_seconds(
+                t
+            )
+            .to_string())
+        ));
+    }
+    match keys::can_encrypt(&cert, now) {
+        Ok(()) => {
+            if let Some(t) = soonest
+                && t.duration_since(now).unwrap_or_default()
+                    < std::time::Duration::from_secs(30 * 86400)
+            {
+                out.push_str(&format!(
+                    "warning: the key expires within 30 days ({}); ask its owner for an extended one\n",
+                    humantime::format_rfc3339_seconds(t)
+                ));
+            }
+            out.push_str("can encrypt: yes\n");
+            (out, true)
+        }
+        Err(e) => {
+            out.push_str(&format!("can encrypt: no: {e}\n"));
+            (out, false)
+        }
+    }
+}
+
+/// `relayctl fingerprint`: a relay's certificate, in config syntax.
+pub fn fingerprint_report(relay: &str, cert: &crate::deliver::tls::CertInfo) -> String {
+    use crate::config::colon_hex;
+    format!(
+        "relay:    {relay}\nsubject:  {}\nissuer:   {}\nexpires:  {}\nSHA-1:    {}\nSHA-256:  {}\nSPKI:     {}\n\n{}\n",
+        cert.subject,
+        cert.issuer,
+        cert.not_after
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        colon_hex(&cert.sha1),
+        colon_hex(&cert.sha256),
+        crate::config::Pin::SpkiSha256(cert.spki_sha256),
+        cert.config_line()
+    )
+}

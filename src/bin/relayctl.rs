@@ -28,6 +28,26 @@ enum Command {
     Queue,
     /// Shows the path of an alert on loopback, with no setup.
     Demo,
+    /// Prints a key's fingerprint (for [[recipients]].fingerprint), user IDs
+    /// and encryption subkeys; fails when it cannot encrypt.
+    Key {
+        /// An OpenPGP public key, ASCII-armored or binary.
+        file: PathBuf,
+    },
+    /// Prints the relay's certificate fingerprints in config syntax.
+    ///
+    /// Connects with STARTTLS on ports other than 465, implicit TLS on 465.
+    /// Without HOST, the configured relay.
+    Fingerprint {
+        /// HOST or HOST:PORT (port 587 when absent).
+        relay: Option<String>,
+        /// Use STARTTLS whatever the port.
+        #[arg(long, conflicts_with = "implicit")]
+        starttls: bool,
+        /// Use TLS from the first byte whatever the port.
+        #[arg(long)]
+        implicit: bool,
+    },
     /// Makes queued messages due now (all, or the one named) and wakes the daemon.
     Flush {
         /// A queue id, as `relayctl queue` lists it.
@@ -57,6 +77,16 @@ fn main() -> ExitCode {
             }
         },
         Command::Flush { id } => flush(&path, id.as_deref()),
+        Command::Key { file } => {
+            let (report, ok) = control::key_report(&file);
+            print!("{report}");
+            if ok { sysexits::OK } else { sysexits::DATAERR }
+        }
+        Command::Fingerprint {
+            relay,
+            starttls,
+            implicit,
+        } => fingerprint(&path, relay.as_deref(), starttls, implicit),
         Command::Queue => match Config::load(&path) {
             Err(e) => {
                 eprintln!("{e}");
@@ -110,6 +140,96 @@ fn flush(path: &std::path::Path, id: Option<&str>) -> u8 {
         Err(e) => {
             eprintln!("relayctl: {e}");
             sysexits::TEMPFAIL
+        }
+    }
+}
+
+fn fingerprint(path: &std::path::Path, relay: Option<&str>, starttls: bool, implicit: bool) -> u8 {
+    use alert_relay::config::TlsMode;
+    use alert_relay::deliver::client::{Connection, PasswordSource, Settings};
+    use alert_relay::deliver::tls::Tls;
+
+    let (host, port, configured_mode, timeout) = match relay {
+        Some(r) => {
+            let (host, port) = match r.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(':') => match p.parse::<u16>() {
+                    Ok(p) => (h.trim_matches(['[', ']']).to_string(), p),
+                    Err(_) => {
+                        eprintln!("relayctl: {p:?} is not a port");
+                        return sysexits::USAGE;
+                    }
+                },
+                _ => (r.to_string(), 587),
+            };
+            (host, port, None, std::time::Duration::from_secs(30))
+        }
+        None => match Config::load(path) {
+            Ok(c) => (
+                c.relay.host.clone(),
+                c.relay.port,
+                Some(c.relay.tls_mode()),
+                c.relay.timeout.0,
+            ),
+            Err(e) => {
+                eprintln!("{e}\n(or name the relay: relayctl fingerprint HOST:PORT)");
+                return sysexits::CONFIG;
+            }
+        },
+    };
+    let mode = if implicit {
+        TlsMode::Implicit
+    } else if starttls {
+        TlsMode::Starttls
+    } else {
+        configured_mode.unwrap_or(if port == 465 {
+            TlsMode::Implicit
+        } else {
+            TlsMode::Starttls
+        })
+    };
+    let tls = match Tls::record_only(&host) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("relayctl: {e}");
+            return sysexits::USAGE;
+        }
+    };
+    let settings = Settings {
+        host: host.clone(),
+        port,
+        mode,
+        tls,
+        timeout,
+        helo: "relayctl".into(),
+        identity: None,
+        password: PasswordSource::Credential,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("relayctl: {e}");
+            return sysexits::OSERR;
+        }
+    };
+    match runtime.block_on(Connection::certificate(&settings)) {
+        Ok(cert) => {
+            let how = if mode == TlsMode::Implicit {
+                "implicit TLS"
+            } else {
+                "STARTTLS"
+            };
+            print!(
+                "{}",
+                control::fingerprint_report(&format!("{} ({how})", settings.relay()), &cert)
+            );
+            sysexits::OK
+        }
+        Err(e) => {
+            eprintln!("relayctl: {}: {e}", settings.relay());
+            sysexits::UNAVAILABLE
         }
     }
 }

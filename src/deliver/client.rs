@@ -307,8 +307,7 @@ impl Connection {
     /// Connects, secures and logs in, or says at which step it failed.
     pub async fn open(s: &Settings) -> Result<Connection, DeliverError> {
         let tcp = connect_tcp(s).await?;
-        let _ = tcp.set_nodelay(true);
-        let (tls, tls_version) = match s.mode {
+        let (mut conn, tls_version) = match s.mode {
             TlsMode::Implicit => {
                 let (tls, version) = handshake(s, tcp).await?;
                 let mut c = Conn::new(Box::new(tls) as Box<dyn Stream>, s.timeout);
@@ -316,40 +315,40 @@ impl Connection {
                 (c, version)
             }
             TlsMode::Starttls => {
-                let mut plain = Conn::new(tcp, s.timeout);
-                plain.expect(Stage::Greeting, 220).await?;
-                let caps = plain.ehlo(s).await?;
-                if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
-                    let _ = plain.command(Stage::Rset, "QUIT").await;
-                    return Err(DeliverError::NoStartTls);
-                }
-                plain
-                    .command_expect(Stage::StartTls, "STARTTLS", 220)
-                    .await?;
-                // Nothing the relay sent before TLS may be read as if it
-                // came after it (the STARTTLS injection of CVE-2011-0411).
-                if !plain.io.buffer().is_empty() {
-                    return Err(DeliverError::Protocol {
-                        stage: Stage::StartTls,
-                        line: "data after the STARTTLS reply".into(),
-                    });
-                }
-                let (tls, version) = handshake(s, plain.io.into_inner()).await?;
+                let tcp = starttls(s, tcp).await?;
+                let (tls, version) = handshake(s, tcp).await?;
                 (
                     Conn::new(Box::new(tls) as Box<dyn Stream>, s.timeout),
                     version,
                 )
             }
         };
-        let mut conn = Connection {
-            conn: tls,
-            tls_version,
-        };
-        let caps = conn.conn.ehlo(s).await?;
+        let caps = conn.ehlo(s).await?;
         if let Some(identity) = &s.identity {
-            conn.conn.auth(identity, &s.password, &caps).await?;
+            conn.auth(identity, &s.password, &caps).await?;
         }
-        Ok(conn)
+        Ok(Connection { conn, tls_version })
+    }
+
+    /// Connects as far as the relay's certificate and returns it, without
+    /// judging it (`relayctl fingerprint`). Give it settings whose TLS is
+    /// [`Tls::record_only`].
+    pub async fn certificate(s: &Settings) -> Result<CertInfo, DeliverError> {
+        let tcp = connect_tcp(s).await?;
+        let tcp = match s.mode {
+            TlsMode::Implicit => tcp,
+            TlsMode::Starttls => starttls(s, tcp).await?,
+        };
+        match handshake(s, tcp).await {
+            Err(DeliverError::Certificate {
+                presented: Some(cert),
+                ..
+            }) => Ok(*cert),
+            Err(e) => Err(e),
+            Ok(_) => Err(DeliverError::Tls(
+                "the handshake succeeded without showing a certificate".into(),
+            )),
+        }
     }
 
     /// One transaction: MAIL, RCPT, DATA with the payload. Returns the
@@ -552,6 +551,30 @@ impl<S: Stream> Conn<S> {
     }
 }
 
+/// The plain part of a `starttls` connection: greeting, EHLO, STARTTLS.
+/// Returns the socket, ready for the TLS handshake.
+async fn starttls(s: &Settings, tcp: TcpStream) -> Result<TcpStream, DeliverError> {
+    let mut plain = Conn::new(tcp, s.timeout);
+    plain.expect(Stage::Greeting, 220).await?;
+    let caps = plain.ehlo(s).await?;
+    if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
+        let _ = plain.command(Stage::Rset, "QUIT").await;
+        return Err(DeliverError::NoStartTls);
+    }
+    plain
+        .command_expect(Stage::StartTls, "STARTTLS", 220)
+        .await?;
+    // Nothing the relay sent before TLS may be read as if it came after it
+    // (the STARTTLS command injection of CVE-2011-0411).
+    if !plain.io.buffer().is_empty() {
+        return Err(DeliverError::Protocol {
+            stage: Stage::StartTls,
+            line: "data after the STARTTLS reply".into(),
+        });
+    }
+    Ok(plain.io.into_inner())
+}
+
 async fn connect_tcp(s: &Settings) -> Result<TcpStream, DeliverError> {
     let addrs: Vec<SocketAddr> = tokio::time::timeout(
         s.timeout,
@@ -564,7 +587,10 @@ async fn connect_tcp(s: &Settings) -> Result<TcpStream, DeliverError> {
     let mut last = DeliverError::Resolve("no address".into());
     for addr in addrs {
         match tokio::time::timeout(s.timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => return Ok(tcp),
+            Ok(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok(tcp);
+            }
             Ok(Err(e)) => {
                 last = DeliverError::Connect {
                     addr,

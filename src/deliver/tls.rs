@@ -241,6 +241,18 @@ impl Tls {
         })
     }
 
+    /// A TLS setup that accepts no certificate but records the one it is
+    /// shown: `relayctl fingerprint` uses it to read a relay's certificate.
+    pub fn record_only(host: &str) -> Result<Tls, TlsSetupError> {
+        Ok(Tls {
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            pins: Vec::new(),
+            roots: None,
+            server_name: ServerName::try_from(host.to_string())
+                .map_err(|_| TlsSetupError::BadHostName(host.to_string()))?,
+        })
+    }
+
     /// A connector for one connection, and its verifier (to ask what the
     /// relay presented).
     pub fn connector(&self) -> Result<(TlsConnector, Arc<Verifier>), rustls::Error> {
