@@ -10,19 +10,26 @@ pub fn queue_table(rows: &[Listing]) -> String {
         return "Mail queue is empty\n".into();
     }
     let mut out = format!(
-        "{:<24}  {:<9}  {:>9}  {:<20}  {}\n",
-        "ID", "STATE", "SIZE", "ARRIVED", "RECIPIENT"
+        "{:<24}  {:<8}  {:>8}  {:<20}  {:>8}  {:<20}  {:<28}  {}\n",
+        "ID", "STATE", "SIZE", "ARRIVED", "ATTEMPTS", "NEXT TRY", "RECIPIENT", "LAST ERROR"
     );
     let mut total = 0;
     for r in rows {
         total += r.size;
+        let next = r
+            .next_attempt
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+            .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<24}  {:<9}  {:>9}  {:<20}  {}\n",
+            "{:<24}  {:<8}  {:>8}  {:<20}  {:>8}  {:<20}  {:<28}  {}\n",
             r.id,
             r.state,
             r.size,
             humantime::format_rfc3339_seconds(r.created),
-            r.recipient
+            r.attempts,
+            next,
+            r.recipient,
+            r.last_error
         ));
     }
     out.push_str(&format!(
@@ -32,6 +39,38 @@ pub fn queue_table(rows: &[Listing]) -> String {
         if rows.len() == 1 { "" } else { "s" }
     ));
     out
+}
+
+/// One queue row as `relayctl queue --json` prints it.
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    id: &'a str,
+    state: &'a str,
+    recipient: &'a str,
+    size: u64,
+    created: String,
+    attempts: u32,
+    next_attempt: Option<String>,
+    last_error: Option<&'a str>,
+}
+
+/// The queue as one JSON array (DESIGN.md section 6).
+pub fn queue_json(rows: &[Listing]) -> String {
+    let rfc3339 = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let rows: Vec<JsonRow<'_>> = rows
+        .iter()
+        .map(|r| JsonRow {
+            id: r.id.as_str(),
+            state: r.state,
+            recipient: &r.recipient,
+            size: r.size,
+            created: rfc3339(r.created),
+            attempts: r.attempts,
+            next_attempt: r.next_attempt.map(rfc3339),
+            last_error: (!r.last_error.is_empty()).then_some(r.last_error.as_str()),
+        })
+        .collect();
+    serde_json::to_string_pretty(&rows).unwrap_or_else(|_| "[]".into()) + "\n"
 }
 
 /// `relayctl check`: everything that can be checked without the network.
@@ -156,4 +195,66 @@ pub fn fingerprint_report(relay: &str, cert: &crate::deliver::tls::CertInfo) -> 
         crate::config::Pin::SpkiSha256(cert.spki_sha256),
         cert.config_line()
     )
+}
+
+/// Why `relayctl release` did not release.
+#[derive(Debug)]
+pub enum ReleaseError {
+    Config(ConfigError),
+    Spool(crate::spool::SpoolError),
+    NotConfigured(String),
+    StillCannotEncrypt(crate::encrypt::CannotEncrypt),
+}
+
+impl std::fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReleaseError::Config(e) => write!(f, "{e}"),
+            ReleaseError::Spool(e) => write!(f, "{e}"),
+            ReleaseError::NotConfigured(to) => write!(
+                f,
+                "{to} is no longer a configured recipient; add it back to [[recipients]] \
+                 or delete the message"
+            ),
+            ReleaseError::StillCannotEncrypt(why) => write!(
+                f,
+                "still cannot encrypt: {why}; fix the recipient's key file (relayctl key FILE), \
+                 then release again"
+            ),
+        }
+    }
+}
+
+/// `relayctl release ID`: encrypts a held original with the key as it is
+/// configured now and queues it under the same id.
+pub fn release(config: Config, id: &crate::spool::QueueId) -> Result<String, ReleaseError> {
+    use crate::route::{Address, Recipient};
+    use crate::spool::{Entry, Kind, Spool};
+    let ctx = crate::ingest::Context::new(config).map_err(ReleaseError::Config)?;
+    let spool = Spool::at(&ctx.config.queue.dir);
+    let held = spool.read_held(id).map_err(ReleaseError::Spool)?;
+    let recipient = Address::parse(&held.recipient)
+        .map(Recipient)
+        .map_err(|_| ReleaseError::NotConfigured(held.recipient.clone()))?;
+    let key = ctx
+        .keyring
+        .get(&recipient)
+        .ok_or_else(|| ReleaseError::NotConfigured(held.recipient.clone()))?;
+    let sealed = ctx
+        .sealer
+        .seal(&held.payload, key, id, std::time::SystemTime::now())
+        .map_err(ReleaseError::StillCannotEncrypt)?;
+    let outgoing = Entry::with_id(
+        id.clone(),
+        Kind::Outgoing,
+        &held.sender,
+        &held.recipient,
+        sealed,
+    );
+    spool.release(&outgoing).map_err(ReleaseError::Spool)?;
+    spool.wake();
+    Ok(format!(
+        "{id} encrypted to {} and queued\n",
+        key.fingerprint
+    ))
 }

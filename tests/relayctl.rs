@@ -42,16 +42,25 @@ fn key_prints_the_fingerprint_gpg_reports() {
         assert!(text.contains("can encrypt: yes"), "{text}");
     }
     let (_, text) = relayctl(&["key", key_path("alerts.asc").to_str().unwrap()]);
-    assert!(text.contains("user ID: Alerts <alerts@example.org>"), "{text}");
+    assert!(
+        text.contains("user ID: Alerts <alerts@example.org>"),
+        "{text}"
+    );
     assert!(text.contains("4096 bits"), "{text}");
 }
 
 #[test]
 fn key_that_cannot_encrypt_exits_non_zero_with_the_reason() {
     for (file, why) in [
-        ("expired.asc", "can encrypt: no: the key expired on 2020-01-02"),
+        (
+            "expired.asc",
+            "can encrypt: no: the key expired on 2020-01-02",
+        ),
         ("revoked.asc", "can encrypt: no: the key is revoked"),
-        ("signonly.asc", "can encrypt: no: the key has no valid encryption subkey"),
+        (
+            "signonly.asc",
+            "can encrypt: no: the key has no valid encryption subkey",
+        ),
     ] {
         let (code, text) = relayctl(&["key", key_path(file).to_str().unwrap()]);
         assert_eq!(code, 65, "{file}: {text}");
@@ -75,16 +84,28 @@ fn fingerprint_equals_what_openssl_says_of_the_served_certificate() {
     let spki = openssl_spki_pin("relay2.pem");
     assert!(text.contains(&format!("SHA-1:    {sha1}\n")), "{text}");
     assert!(text.contains(&format!("SHA-256:  {sha256}\n")), "{text}");
-    assert!(text.contains(&format!("fingerprints = [\"{sha1}\", \"{sha256}\", \"{spki}\"]")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "fingerprints = [\"{sha1}\", \"{sha256}\", \"{spki}\"]"
+        )),
+        "{text}"
+    );
     assert!(text.contains("subject:  CN=localhost"), "{text}");
     assert!(text.contains("(STARTTLS)"), "{text}");
     // The relay saw no AUTH and no envelope.
     assert_eq!(relay.count("auth") + relay.count("mail"), 0);
 
     let implicit = Relay::start(&["--implicit"]);
-    let (code, text) = relayctl(&["fingerprint", "--implicit", &format!("127.0.0.1:{}", implicit.port)]);
+    let (code, text) = relayctl(&[
+        "fingerprint",
+        "--implicit",
+        &format!("127.0.0.1:{}", implicit.port),
+    ]);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains(&openssl_fingerprint("relay.pem", "sha256")), "{text}");
+    assert!(
+        text.contains(&openssl_fingerprint("relay.pem", "sha256")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -94,4 +115,136 @@ fn fingerprint_of_a_closed_port_says_how_to_fix_it() {
     assert!(text.contains("cannot connect to 127.0.0.1:1"), "{text}");
     let (code, text) = relayctl(&["fingerprint", "127.0.0.1:notaport"]);
     assert_eq!(code, 64, "{text}");
+}
+
+fn relayctl_in(setup: &Setup, args: &[&str], stdin: &[u8]) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(common::RELAYCTL)
+        .args(args)
+        .env("ALERT_RELAY_CONFIG", setup.config_path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+const ALERT: &[u8] = b"Subject: held alert\n\nMARKER-RELEASED\n";
+
+#[test]
+fn queue_json_lists_a_deferred_message_with_its_schedule() {
+    let setup = Setup::new();
+    let daemon = setup.start();
+    assert!(setup.sendmail(&["root"], ALERT).status.success());
+    daemon.wait_log("status=deferred");
+    let (code, text) = relayctl_in(&setup, &["queue", "--json"], b"");
+    assert_eq!(code, 0, "{text}");
+    let rows: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{text}");
+    let row = &rows[0];
+    for key in [
+        "id",
+        "state",
+        "recipient",
+        "size",
+        "created",
+        "attempts",
+        "next_attempt",
+        "last_error",
+    ] {
+        assert!(row.get(key).is_some(), "{key} missing: {text}");
+    }
+    assert_eq!(row["state"], "deferred");
+    assert_eq!(row["recipient"], "alerts@example.org");
+    assert_eq!(row["attempts"], 1);
+    assert!(
+        row["next_attempt"].as_str().unwrap().ends_with('Z'),
+        "{text}"
+    );
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{text}"
+    );
+    let (_, table) = relayctl_in(&setup, &["queue"], b"");
+    assert!(
+        table.contains("deferred") && table.contains("cannot connect"),
+        "{table}"
+    );
+}
+
+#[test]
+fn release_encrypts_a_held_message_once_the_key_is_fixed() {
+    let setup = Setup::new();
+    setup.write_config(&setup.config_with_key("alerts", "expired", ""));
+    assert!(setup.sendmail(&["root"], ALERT).status.success());
+    let held = setup.entries("incoming");
+    let held = held
+        .iter()
+        .find(|e| e.kind == alert_relay::spool::Kind::Held)
+        .expect("the original, held")
+        .clone();
+    assert!(
+        held.payload.ends_with(ALERT),
+        "the original, in the clear, only in held"
+    );
+    let id = held.id.to_string();
+    // The daemon moves it to held/.
+    let daemon = setup.start();
+    daemon.wait_log(&format!("id={id}"));
+    assert_eq!(setup.entries("held").len(), 1);
+
+    // Still the expired key: nothing changes.
+    let (code, text) = relayctl_in(&setup, &["release", &id], b"");
+    assert_eq!(code, 65, "{text}");
+    assert!(
+        text.contains("still cannot encrypt: the key expired"),
+        "{text}"
+    );
+    assert_eq!(setup.entries("held").len(), 1);
+
+    // The admin fixes the key; release encrypts it under the same id.
+    setup.write_config(&setup.config_text(""));
+    let (code, text) = relayctl_in(&setup, &["release", &id], b"");
+    assert_eq!(code, 0, "{text}");
+    assert!(setup.entries("held").is_empty());
+    let queued = setup.queued();
+    let released = queued
+        .iter()
+        .find(|e| e.id.to_string() == id)
+        .expect("queued under its id");
+    assert!(!common::contains(&released.payload, b"MARKER-RELEASED"));
+    assert!(common::contains(
+        &common::plain(released),
+        b"MARKER-RELEASED"
+    ));
+}
+
+#[test]
+fn delete_asks_unless_yes() {
+    let setup = Setup::new();
+    assert!(setup.sendmail(&["root"], ALERT).status.success());
+    let id = setup.entries("incoming")[0].id.to_string();
+    let (code, text) = relayctl_in(&setup, &["delete", &id], b"n\n");
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("not deleted"), "{text}");
+    assert_eq!(setup.entries("incoming").len(), 1);
+    let (code, text) = relayctl_in(&setup, &["delete", &id], b"y\n");
+    assert_eq!(code, 0, "{text}");
+    assert!(setup.entries("incoming").is_empty());
+    let (code, _) = relayctl_in(&setup, &["delete", &id, "--yes"], b"");
+    assert_eq!(code, 67, "gone already");
+    let (code, _) = relayctl_in(&setup, &["delete", "nonsense", "--yes"], b"");
+    assert_eq!(code, 64);
 }

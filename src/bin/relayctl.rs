@@ -24,8 +24,27 @@ struct Cli {
 enum Command {
     /// Validates the config completely; exits non-zero with the reasons.
     Check,
-    /// Lists the messages in the spool.
-    Queue,
+    /// Lists queued, deferred, held and failed messages.
+    Queue {
+        /// One JSON array of objects (id, state, recipient, size, created,
+        /// attempts, next_attempt, last_error).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Encrypts a held message with the recipient's key as configured now
+    /// and queues it.
+    Release {
+        /// The held message's queue id.
+        id: String,
+    },
+    /// Removes a message from the spool, wherever it is.
+    Delete {
+        /// The message's queue id.
+        id: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Shows the path of an alert on loopback, with no setup.
     Demo,
     /// Prints a key's fingerprint (for [[recipients]].fingerprint), user IDs
@@ -87,14 +106,40 @@ fn main() -> ExitCode {
             starttls,
             implicit,
         } => fingerprint(&path, relay.as_deref(), starttls, implicit),
-        Command::Queue => match Config::load(&path) {
+        Command::Release { id } => match (Config::load(&path), parse_id(&id)) {
+            (Err(e), _) => {
+                eprintln!("{e}");
+                sysexits::CONFIG
+            }
+            (_, Err(code)) => code,
+            (Ok(c), Ok(id)) => match control::release(c, &id) {
+                Ok(said) => {
+                    print!("{said}");
+                    sysexits::OK
+                }
+                Err(e) => {
+                    eprintln!("relayctl: {id}: {e}");
+                    match e {
+                        control::ReleaseError::StillCannotEncrypt(_) => sysexits::DATAERR,
+                        control::ReleaseError::Config(_) => sysexits::CONFIG,
+                        _ => sysexits::NOUSER,
+                    }
+                }
+            },
+        },
+        Command::Delete { id, yes } => delete(&path, &id, yes),
+        Command::Queue { json } => match Config::load(&path) {
             Err(e) => {
                 eprintln!("{e}");
                 sysexits::CONFIG
             }
             Ok(c) => match Spool::at(&c.queue.dir).list() {
                 Ok(rows) => {
-                    print!("{}", control::queue_table(&rows));
+                    if json {
+                        print!("{}", control::queue_json(&rows));
+                    } else {
+                        print!("{}", control::queue_table(&rows));
+                    }
                     sysexits::OK
                 }
                 Err(e) => {
@@ -230,6 +275,63 @@ fn fingerprint(path: &std::path::Path, relay: Option<&str>, starttls: bool, impl
         Err(e) => {
             eprintln!("relayctl: {}: {e}", settings.relay());
             sysexits::UNAVAILABLE
+        }
+    }
+}
+
+fn parse_id(s: &str) -> Result<alert_relay::spool::QueueId, u8> {
+    alert_relay::spool::QueueId::parse(s).ok_or_else(|| {
+        eprintln!("relayctl: {s:?} is not a queue id (relayctl queue lists them)");
+        sysexits::USAGE
+    })
+}
+
+fn delete(path: &std::path::Path, id: &str, yes: bool) -> u8 {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return sysexits::CONFIG;
+        }
+    };
+    let id = match parse_id(id) {
+        Ok(id) => id,
+        Err(code) => return code,
+    };
+    let spool = Spool::at(&config.queue.dir);
+    let row = spool
+        .list()
+        .ok()
+        .and_then(|rows| rows.into_iter().find(|r| r.id == id));
+    let Some(row) = row else {
+        eprintln!("relayctl: no message {id} in the spool");
+        return sysexits::NOUSER;
+    };
+    if !yes {
+        eprint!(
+            "delete {id} ({}, to {}, {} bytes)? [y/N] ",
+            row.state, row.recipient, row.size
+        );
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_err()
+            || !answer.trim().eq_ignore_ascii_case("y")
+        {
+            eprintln!("not deleted");
+            return sysexits::TEMPFAIL;
+        }
+    }
+    match spool.delete(&id) {
+        Ok(Some(dir)) => {
+            println!("{id} deleted from {dir}/");
+            sysexits::OK
+        }
+        Ok(None) => {
+            eprintln!("relayctl: no message {id} in the spool");
+            sysexits::NOUSER
+        }
+        Err(e) => {
+            eprintln!("relayctl: {e}");
+            sysexits::TEMPFAIL
         }
     }
 }

@@ -163,10 +163,16 @@ impl std::error::Error for SpoolError {}
 #[derive(Debug, Clone)]
 pub struct Listing {
     pub id: QueueId,
+    /// `queued`, `deferred`, `held` or `failed`.
     pub state: &'static str,
     pub recipient: String,
     pub size: u64,
     pub created: SystemTime,
+    pub attempts: u32,
+    /// When the next attempt is due, for a deferred entry.
+    pub next_attempt: Option<SystemTime>,
+    /// The last delivery error, or why an entry is held or failed.
+    pub last_error: String,
 }
 
 /// A handle on the spool directory tree.
@@ -345,11 +351,9 @@ impl Spool {
     /// Lists incoming and queued entries, oldest first.
     pub fn list(&self) -> Result<Vec<Listing>, SpoolError> {
         let mut rows = Vec::new();
-        for (dir, state) in [
-            ("incoming", "incoming"),
-            ("queue", "queued"),
-            ("held", "held"),
-        ] {
+        // What sendmail submitted and the daemon has not picked up yet is
+        // queued too, from the admin's point of view.
+        for dir in ["incoming", "queue", "held", "failed"] {
             let path = self.dir(dir);
             let files = match list_dir(&path) {
                 Ok(files) => files,
@@ -373,12 +377,32 @@ impl Spool {
                 let Ok(entry) = Entry::decode(&bytes) else {
                     continue;
                 };
+                let delivery = if dir == "queue" {
+                    self.state(&entry.id)
+                } else {
+                    State::default()
+                };
+                let state = match (dir, entry.kind) {
+                    ("failed", _) => "failed",
+                    (_, Kind::Held) | ("held", _) => "held",
+                    _ if delivery.attempts > 0 => "deferred",
+                    _ => "queued",
+                };
+                let next_attempt = (delivery.next_attempt > 0)
+                    .then(|| std::time::UNIX_EPOCH + Duration::from_secs(delivery.next_attempt));
                 rows.push(Listing {
                     size: entry.payload.len() as u64,
                     created: entry.created_at(),
-                    id: entry.id,
                     state,
                     recipient: entry.recipient,
+                    attempts: delivery.attempts,
+                    next_attempt,
+                    last_error: if delivery.last_error.is_empty() {
+                        entry.note
+                    } else {
+                        delivery.last_error
+                    },
+                    id: entry.id,
                 });
             }
         }
@@ -541,7 +565,7 @@ mod tests {
         let spool = Spool::open_daemon(dir.path()).unwrap();
         let e = entry(b"alert");
         spool.submit(std::slice::from_ref(&e)).unwrap();
-        assert_eq!(spool.list().unwrap()[0].state, "incoming");
+        assert_eq!(spool.list().unwrap()[0].state, "queued");
         // Simulate a crash after the copy: the queue already has it.
         spool.commit(std::slice::from_ref(&e)).unwrap();
         let picked = spool.pickup().unwrap();

@@ -180,6 +180,48 @@ impl Spool {
         self.delivered(std::slice::from_ref(id))
     }
 
+    /// Reads a held entry.
+    pub fn read_held(&self, id: &QueueId) -> Result<Entry, SpoolError> {
+        let path = self.dir("held").join(format!("{id}{MSG_SUFFIX}"));
+        let bytes = fs::read(&path).map_err(|e| SpoolError::io("read", &path, e))?;
+        Entry::decode(&bytes).map_err(|reason| SpoolError::Io {
+            op: "parse",
+            path,
+            source: io::Error::new(io::ErrorKind::InvalidData, reason),
+        })
+    }
+
+    /// Replaces a held original by its encrypted outgoing message (same
+    /// id): the outgoing entry is durable before the original goes.
+    pub fn release(&self, outgoing: &Entry) -> Result<(), SpoolError> {
+        self.commit(std::slice::from_ref(outgoing))?;
+        let held = self
+            .dir("held")
+            .join(format!("{}{MSG_SUFFIX}", outgoing.id));
+        fs::remove_file(&held).map_err(|e| SpoolError::io("remove", &held, e))?;
+        sync_dir(&self.dir("held"))
+    }
+
+    /// Removes an entry wherever it is (queue, held, failed, incoming).
+    /// Returns the directory it was in, or `None` if there is no such entry.
+    pub fn delete(&self, id: &QueueId) -> Result<Option<&'static str>, SpoolError> {
+        for dir in ["queue", "held", "failed", "incoming"] {
+            let path = self.dir(dir).join(format!("{id}{MSG_SUFFIX}"));
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    if dir == "queue" {
+                        let _ = fs::remove_file(self.state_path(id));
+                    }
+                    sync_dir(&self.dir(dir))?;
+                    return Ok(Some(dir));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(SpoolError::io("remove", &path, e)),
+            }
+        }
+        Ok(None)
+    }
+
     /// Makes queued entries due now (all, or the one named). Returns how
     /// many were changed.
     pub fn flush(&self, only: Option<&QueueId>) -> Result<usize, SpoolError> {
