@@ -87,7 +87,9 @@ hostname = "mon.example.org"
 dir = "{dir}/spool"
 
 [relay]
-host = "relay.example.net"
+# Delivery joins the demo with the stand-in relay; until then, a closed port.
+host = "127.0.0.1"
+port = 9
 sender = "OSSEC HIDS <ossec@example.net>"
 
 [[recipients]]
