@@ -208,6 +208,9 @@ impl Daemon {
                 stop_rx.clone(),
             ));
         }
+        // What sendmail left while the daemon was down joins the queue
+        // before the first delivery run, so it goes out in one batch.
+        pickup_once(&spool, &queued).await;
         let runner = tokio::spawn(crate::deliver::runner::run(
             spool.clone(),
             ctx_rx.clone(),
@@ -313,20 +316,23 @@ async fn pickup_loop(
 ) {
     let mut buf = [0u8; 64];
     loop {
-        let s = spool.clone();
-        match tokio::task::spawn_blocking(move || s.pickup()).await {
-            Ok(Ok(entries)) => {
-                crate::ingest::log_stored(&entries, "sendmail");
-                // New mail, or a flush request: the runner looks either way.
-                queued.notify_one();
-            }
-            Ok(Err(e)) => tracing::error!("cannot pick up submissions: {e}"),
-            Err(e) => tracing::error!("pickup task failed: {e}"),
-        }
+        pickup_once(&spool, &queued).await;
         tokio::select! {
             _ = wake.recv(&mut buf) => {}
             _ = tokio::time::sleep(PICKUP_INTERVAL) => {}
             _ = stop.changed() => return,
         }
     }
+}
+
+/// One pass over `incoming/`; wakes the runner either way (new mail, or a
+/// flush request that came as a wake-up).
+async fn pickup_once(spool: &Spool, queued: &Notify) {
+    let s = spool.clone();
+    match tokio::task::spawn_blocking(move || s.pickup()).await {
+        Ok(Ok(entries)) => crate::ingest::log_stored(&entries, "sendmail"),
+        Ok(Err(e)) => tracing::error!("cannot pick up submissions: {e}"),
+        Err(e) => tracing::error!("pickup task failed: {e}"),
+    }
+    queued.notify_one();
 }

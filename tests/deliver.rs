@@ -347,3 +347,37 @@ fn flush_with_a_bad_id_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a queue id"));
 }
+
+#[test]
+fn an_unreachable_relay_costs_one_attempt_per_batch_not_one_per_message() {
+    // A "relay" that accepts and hangs up at once, counting connections.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let setup = Setup::new();
+    use_relay(&setup, port, "");
+    for _ in 0..5 {
+        send_alert(&setup);
+    }
+    let daemon = setup.start();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while daemon.log().matches("status=deferred").count() < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = daemon.log();
+    assert_eq!(log.matches("status=deferred").count(), 5, "{log}");
+    assert!(log.contains("connection lost at greeting"), "{log}");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{log}"
+    );
+    assert_eq!(setup.queued().len(), 5);
+}

@@ -133,6 +133,9 @@ async fn deliver_due(
     }
 
     let mut sent: Vec<QueueId> = Vec::new();
+    // Once the relay cannot be reached, the rest of this batch is deferred
+    // with the same reason instead of trying again for each message.
+    let mut unreachable: Option<String> = None;
     for p in due {
         let age = now.duration_since(p.id.created()).unwrap_or_default();
         let attempt = p.state.attempts + 1;
@@ -176,6 +179,20 @@ async fn deliver_due(
                 continue;
             }
         };
+        if let Some(reason) = &unreachable {
+            defer(spool, &p, now, &retry, reason).await;
+            log_attempt(
+                &p.id,
+                &entry.recipient,
+                "deferred",
+                &relay,
+                "-",
+                attempt,
+                age,
+                reason,
+            );
+            continue;
+        }
         if conn.is_none() {
             match Connection::open(settings).await {
                 Ok(c) => *conn = Some((c, Instant::now())),
@@ -192,8 +209,7 @@ async fn deliver_due(
                         age,
                         &reason,
                     );
-                    // The relay is unreachable: the rest waits too, but is
-                    // not counted as tried.
+                    unreachable = Some(reason);
                     continue;
                 }
             }
@@ -212,7 +228,12 @@ async fn deliver_due(
                 sent.push(p.id.clone());
                 let s = spool.clone();
                 let id = p.id.clone();
-                let _ = tokio::task::spawn_blocking(move || s.remove_delivered(&id)).await;
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || s.remove_delivered(&id)).await
+                {
+                    // It will be sent again: at least once, never lost.
+                    tracing::error!(id = %p.id, "sent, but cannot remove it from the queue: {e}");
+                }
                 log_attempt(
                     &p.id,
                     &entry.recipient,
