@@ -311,7 +311,7 @@ impl Connection {
             TlsMode::Implicit => {
                 let (tls, version) = handshake(s, tcp).await?;
                 let mut c = Conn::new(Box::new(tls) as Box<dyn Stream>, s.timeout);
-                c.expect(Stage::Greeting, 220).await?;
+                c.expect_code(Stage::Greeting, 220).await?;
                 (c, version)
             }
             TlsMode::Starttls => {
@@ -469,7 +469,7 @@ impl<S: Stream> Conn<S> {
         self.read_reply(stage).await
     }
 
-    async fn expect(&mut self, stage: Stage, code: u16) -> Result<Reply, DeliverError> {
+    async fn expect_code(&mut self, stage: Stage, code: u16) -> Result<Reply, DeliverError> {
         let reply = self.read_reply(stage).await?;
         if reply.code == code {
             Ok(reply)
@@ -555,7 +555,7 @@ impl<S: Stream> Conn<S> {
 /// Returns the socket, ready for the TLS handshake.
 async fn starttls(s: &Settings, tcp: TcpStream) -> Result<TcpStream, DeliverError> {
     let mut plain = Conn::new(tcp, s.timeout);
-    plain.expect(Stage::Greeting, 220).await?;
+    plain.expect_code(Stage::Greeting, 220).await?;
     let caps = plain.ehlo(s).await?;
     if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
         let _ = plain.command(Stage::Rset, "QUIT").await;

@@ -165,32 +165,34 @@ async fn deliver_due(
         let settings = match settings {
             Ok(s) => s,
             Err(e) => {
-                defer(spool, &p, now, &retry, e).await;
-                log_attempt(
-                    &p.id,
+                defer_logged(
+                    spool,
+                    &p,
+                    now,
+                    &retry,
                     &entry.recipient,
-                    "deferred",
                     &relay,
-                    "-",
                     attempt,
                     age,
                     e,
-                );
+                )
+                .await;
                 continue;
             }
         };
         if let Some(reason) = &unreachable {
-            defer(spool, &p, now, &retry, reason).await;
-            log_attempt(
-                &p.id,
+            defer_logged(
+                spool,
+                &p,
+                now,
+                &retry,
                 &entry.recipient,
-                "deferred",
                 &relay,
-                "-",
                 attempt,
                 age,
                 reason,
-            );
+            )
+            .await;
             continue;
         }
         if conn.is_none() {
@@ -198,17 +200,18 @@ async fn deliver_due(
                 Ok(c) => *conn = Some((c, Instant::now())),
                 Err(e) => {
                     let reason = e.to_string();
-                    defer(spool, &p, now, &retry, &reason).await;
-                    log_attempt(
-                        &p.id,
+                    defer_logged(
+                        spool,
+                        &p,
+                        now,
+                        &retry,
                         &entry.recipient,
-                        "deferred",
                         &relay,
-                        "-",
                         attempt,
                         age,
                         &reason,
-                    );
+                    )
+                    .await;
                     unreachable = Some(reason);
                     continue;
                 }
@@ -315,6 +318,23 @@ async fn defer(spool: &Spool, p: &Pending, now: SystemTime, retry: &[Duration], 
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.defer(&id, &state)).await {
         tracing::error!(id = %p.id, "cannot record the retry schedule: {e}");
     }
+}
+
+/// Defers an entry that got no connection, and logs the attempt.
+#[allow(clippy::too_many_arguments)]
+async fn defer_logged(
+    spool: &Spool,
+    p: &Pending,
+    now: SystemTime,
+    retry: &[Duration],
+    to: &str,
+    relay: &str,
+    attempt: u32,
+    age: Duration,
+    reason: &str,
+) {
+    defer(spool, p, now, retry, reason).await;
+    log_attempt(&p.id, to, "deferred", relay, "-", attempt, age, reason);
 }
 
 async fn record_failure(spool: &Spool, id: &QueueId, reason: &str) {
