@@ -16,6 +16,7 @@ pub mod control;
 pub mod daemon;
 pub mod deliver;
 pub mod demo;
+pub mod diagnose;
 pub mod encrypt;
 pub mod ingest;
 pub mod message;

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use common::{Gpg, Relay, Setup, contains, openssl_fingerprint, openssl_spki_pin};
@@ -12,28 +11,8 @@ const ALERT: &[u8] = b"From: OSSEC HIDS <ossecm@mon>\nTo: root\n\
 Subject: OSSEC Notification - (app) 10.20.2.2 - Alert level 7\n\n\
 Rule: 5503 fired (level 7) -> \"MARKER-DELIVERED\"\n";
 
-/// Points the setup at a relay on `port`; `extra` adds [relay] lines.
 fn use_relay(setup: &Setup, port: u16, extra: &str) {
-    let pw = setup.path("sasl_password");
-    std::fs::write(&pw, format!("{}\n", common::RELAY_PASSWORD)).unwrap();
-    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/ca.pem");
-    let ca_line = if extra.contains("fingerprints") {
-        String::new()
-    } else {
-        format!("ca_file = \"{}\"\n", ca.display())
-    };
-    *setup.relay.borrow_mut() = format!(
-        "host = \"127.0.0.1\"\nport = {port}\n{ca_line}username = \"ossec\"\ndomain = \"example.net\"\n\
-         password_file = \"{}\"\ntimeout = \"5s\"\n{extra}",
-        pw.display()
-    );
-    // A long retry: a deferred message waits for the test's flush.
-    setup.write_config(&setup.config_text("").replacen(
-        "[queue]\n",
-        "[queue]\nretry = [\"1h\"]\n",
-        1,
-    ));
+    setup.use_relay(port, extra);
 }
 
 fn send_alert(setup: &Setup) {

@@ -248,3 +248,134 @@ fn delete_asks_unless_yes() {
     let (code, _) = relayctl_in(&setup, &["delete", "nonsense", "--yes"], b"");
     assert_eq!(code, 64);
 }
+
+/// `relayctl test` against a real relay; returns (exit code, output).
+fn test_against(setup: &Setup, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["test"];
+    all.extend_from_slice(args);
+    relayctl_in(setup, &all, b"")
+}
+
+#[test]
+fn test_passes_end_to_end_and_the_alert_decrypts() {
+    let relay = Relay::start(&[]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let (code, text) = test_against(&setup, &[]);
+    assert_eq!(code, 0, "{text}");
+    for step in [
+        "✓ config",
+        "✓ key for alerts@example.org",
+        "✓ key for journalist@example.org",
+        "✓ password",
+        "✓ DNS",
+        "✓ TCP",
+        "✓ TLS: TLSv1.3 over STARTTLS",
+        "✓ AUTH",
+        "✓ MAIL/RCPT",
+        "✓ DATA",
+    ] {
+        assert!(text.contains(step), "{step} missing:\n{text}");
+    }
+    assert!(!text.contains('✗'), "{text}");
+    assert!(text.contains("queued as TEST1"), "{text}");
+    let got = relay.wait_messages(1);
+    assert_eq!(got.len(), 1);
+    let inner = common::Gpg::with_keys(&["alerts"]).decrypt(&got[0]);
+    assert!(common::contains(&inner, b"alerts reach you encrypted"));
+}
+
+#[test]
+fn test_no_send_stops_after_rcpt() {
+    let relay = Relay::start(&[]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let (code, text) = test_against(&setup, &["--no-send", "--to", "ossec"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("✓ MAIL/RCPT: ossec@example.net to alerts@example.org accepted"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("✓ DATA") && !text.contains("✗ DATA"),
+        "{text}"
+    );
+    assert!(relay.messages().is_empty());
+}
+
+#[test]
+fn test_with_a_wrong_pin_fails_at_tls_and_its_advice_fixes_it() {
+    let relay = Relay::start(&["--cert", "relay2.pem"]);
+    let setup = Setup::new();
+    let old = openssl_fingerprint("relay.pem", "sha256");
+    setup.use_relay(relay.port, &format!("fingerprints = [\"{old}\"]\n"));
+    let (code, text) = test_against(&setup, &[]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("✗ TLS: certificate not verified"), "{text}");
+    assert!(
+        !text.contains("AUTH"),
+        "stops at the first failing network step: {text}"
+    );
+    assert_eq!(relay.count("auth"), 0);
+    // Paste what it printed into the config: the next test passes.
+    let line = text
+        .split("set fingerprints = ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (").next())
+        .expect("a fingerprints line to paste");
+    setup.use_relay(relay.port, &format!("fingerprints = {line}\n"));
+    let (code, text) = test_against(&setup, &["--no-send"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("certificate matches relay.fingerprints"),
+        "{text}"
+    );
+}
+
+#[test]
+fn test_with_a_wrong_password_fails_at_auth() {
+    let relay = Relay::start(&["--password", "not this one"]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let (code, text) = test_against(&setup, &[]);
+    assert_ne!(code, 0);
+    assert!(text.contains("✓ TLS"), "{text}");
+    assert!(text.contains("✗ AUTH: authentication failed: check relay.username, relay.domain and relay.password_file"), "{text}");
+    assert!(!text.contains(common::RELAY_PASSWORD));
+}
+
+#[test]
+fn test_with_the_relay_down_fails_at_connect() {
+    let setup = Setup::new();
+    setup.use_relay(1, "");
+    let (code, text) = test_against(&setup, &[]);
+    assert_ne!(code, 0);
+    assert!(text.contains("✓ DNS"), "{text}");
+    assert!(
+        text.contains("✗ TCP: cannot connect to 127.0.0.1:1"),
+        "{text}"
+    );
+    assert!(text.contains("firewall"), "{text}");
+}
+
+#[test]
+fn test_with_a_mismatched_key_fails_at_the_key_step() {
+    let relay = Relay::start(&[]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let text = std::fs::read_to_string(setup.config_path())
+        .unwrap()
+        .replacen("tests/keys/alerts.asc", "tests/keys/journalist.asc", 1);
+    setup.write_config(&text);
+    let (code, out) = test_against(&setup, &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("✓ config"), "{out}");
+    assert!(
+        out.contains("✗ keys:") && out.contains("recipients[0].fingerprint"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&common::fingerprint("journalist")),
+        "names the key the file holds: {out}"
+    );
+}

@@ -24,6 +24,19 @@ struct Cli {
 enum Command {
     /// Validates the config completely; exits non-zero with the reasons.
     Check,
+    /// Walks the whole path, one line per step: config, keys, password,
+    /// DNS, TCP, TLS and the certificate, AUTH, MAIL/RCPT, then sends an
+    /// encrypted test alert. Exit 0 only when every step passed.
+    ///
+    /// Example: relayctl test --to alerts@example.org
+    Test {
+        /// The test alert's recipient (a configured address or alias).
+        #[arg(long, value_name = "ADDR")]
+        to: Option<String>,
+        /// Stop after RCPT: check everything, send nothing.
+        #[arg(long)]
+        no_send: bool,
+    },
     /// Lists queued, deferred, held and failed messages.
     Queue {
         /// One JSON array of objects (id, state, recipient, size, created,
@@ -96,6 +109,18 @@ fn main() -> ExitCode {
             }
         },
         Command::Flush { id } => flush(&path, id.as_deref()),
+        Command::Test { to, no_send } => {
+            let opts = alert_relay::diagnose::Options {
+                config: &path,
+                to: to.as_deref(),
+                no_send,
+            };
+            if alert_relay::diagnose::run(&opts) {
+                sysexits::OK
+            } else {
+                sysexits::UNAVAILABLE
+            }
+        }
         Command::Key { file } => {
             let (report, ok) = control::key_report(&file);
             print!("{report}");

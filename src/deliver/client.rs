@@ -306,7 +306,16 @@ struct Conn<S> {
 impl Connection {
     /// Connects, secures and logs in, or says at which step it failed.
     pub async fn open(s: &Settings) -> Result<Connection, DeliverError> {
-        let tcp = connect_tcp(s).await?;
+        let addrs = resolve(s).await?;
+        let (tcp, _) = connect(s, &addrs).await?;
+        let mut conn = Connection::secure(s, tcp).await?;
+        conn.login(s).await?;
+        Ok(conn)
+    }
+
+    /// TLS on a connected socket (STARTTLS or implicit, per the settings),
+    /// then EHLO: the steps before AUTH.
+    pub async fn secure(s: &Settings, tcp: TcpStream) -> Result<Connection, DeliverError> {
         let (mut conn, tls_version) = match s.mode {
             TlsMode::Implicit => {
                 let (tls, version) = handshake(s, tcp).await?;
@@ -323,18 +332,39 @@ impl Connection {
                 )
             }
         };
-        let caps = conn.ehlo(s).await?;
-        if let Some(identity) = &s.identity {
-            conn.auth(identity, &s.password, &caps).await?;
-        }
+        conn.ehlo(s).await?;
         Ok(Connection { conn, tls_version })
+    }
+
+    /// AUTH, when the settings have an identity; a no-op otherwise.
+    pub async fn login(&mut self, s: &Settings) -> Result<(), DeliverError> {
+        let Some(identity) = &s.identity else {
+            return Ok(());
+        };
+        let caps = self.conn.ehlo(s).await?;
+        self.conn.auth(identity, &s.password, &caps).await
+    }
+
+    /// MAIL FROM and RCPT TO, without data: what `relayctl test --no-send`
+    /// checks. Follow with [`Connection::rset`].
+    pub async fn envelope(&mut self, from: &str, to: &str) -> Result<(), DeliverError> {
+        for (stage, line) in [
+            (Stage::Mail, format!("MAIL FROM:<{from}>")),
+            (Stage::Rcpt, format!("RCPT TO:<{to}>")),
+        ] {
+            let reply = self.conn.command(stage, &line).await?;
+            if reply.code != 250 {
+                return Err(DeliverError::Rejected { stage, reply });
+            }
+        }
+        Ok(())
     }
 
     /// Connects as far as the relay's certificate and returns it, without
     /// judging it (`relayctl fingerprint`). Give it settings whose TLS is
     /// [`Tls::record_only`].
     pub async fn certificate(s: &Settings) -> Result<CertInfo, DeliverError> {
-        let tcp = connect_tcp(s).await?;
+        let (tcp, _) = connect(s, &resolve(s).await?).await?;
         let tcp = match s.mode {
             TlsMode::Implicit => tcp,
             TlsMode::Starttls => starttls(s, tcp).await?,
@@ -575,7 +605,8 @@ async fn starttls(s: &Settings, tcp: TcpStream) -> Result<TcpStream, DeliverErro
     Ok(plain.io.into_inner())
 }
 
-async fn connect_tcp(s: &Settings) -> Result<TcpStream, DeliverError> {
+/// The relay's addresses.
+pub async fn resolve(s: &Settings) -> Result<Vec<SocketAddr>, DeliverError> {
     let addrs: Vec<SocketAddr> = tokio::time::timeout(
         s.timeout,
         tokio::net::lookup_host((s.host.as_str(), s.port)),
@@ -584,12 +615,23 @@ async fn connect_tcp(s: &Settings) -> Result<TcpStream, DeliverError> {
     .map_err(|_| DeliverError::Timeout(Stage::Resolve))?
     .map_err(|e| DeliverError::Resolve(e.to_string()))?
     .collect();
+    if addrs.is_empty() {
+        return Err(DeliverError::Resolve("no address".into()));
+    }
+    Ok(addrs)
+}
+
+/// A TCP connection to the first of `addrs` that answers.
+pub async fn connect(
+    s: &Settings,
+    addrs: &[SocketAddr],
+) -> Result<(TcpStream, SocketAddr), DeliverError> {
     let mut last = DeliverError::Resolve("no address".into());
-    for addr in addrs {
+    for &addr in addrs {
         match tokio::time::timeout(s.timeout, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => {
                 let _ = tcp.set_nodelay(true);
-                return Ok(tcp);
+                return Ok((tcp, addr));
             }
             Ok(Err(e)) => {
                 last = DeliverError::Connect {

@@ -118,6 +118,32 @@ ossec = ["alerts@example.org", "journalist@example.org"]
             .replacen(&fingerprint(recipient), &fingerprint(name), 1)
     }
 
+    /// Points this setup at a relay on 127.0.0.1:`port` with TLS checked
+    /// against certs/ca.pem (unless `extra` sets pins) and AUTH with the
+    /// test relay's login; `extra` adds [relay] lines. Retries wait an
+    /// hour, so a deferred message waits for the test's flush.
+    pub fn use_relay(&self, port: u16, extra: &str) {
+        let pw = self.path("sasl_password");
+        std::fs::write(&pw, format!("{RELAY_PASSWORD}\n")).unwrap();
+        std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/ca.pem");
+        let ca_line = if extra.contains("fingerprints") {
+            String::new()
+        } else {
+            format!("ca_file = \"{}\"\n", ca.display())
+        };
+        *self.relay.borrow_mut() = format!(
+            "host = \"127.0.0.1\"\nport = {port}\n{ca_line}username = \"ossec\"\ndomain = \"example.net\"\n\
+             password_file = \"{}\"\ntimeout = \"5s\"\n{extra}",
+            pw.display()
+        );
+        self.write_config(&self.config_text("").replacen(
+            "[queue]\n",
+            "[queue]\nretry = [\"1h\"]\n",
+            1,
+        ));
+    }
+
     pub fn write_config(&self, text: &str) {
         std::fs::write(self.config_path(), text).unwrap();
     }
