@@ -274,7 +274,8 @@ fn a_key_that_cannot_encrypt_gets_a_notice_and_the_original_is_held() {
                 "{name}: alert content {leak:?} in the notice:\n{notice}"
             );
         }
-        let held = setup.entries("held");
+        // The notice and the held original are picked up one after the other.
+        let held = setup.wait_entries("held", 1);
         assert_eq!(held.len(), 1, "{name}");
         assert_eq!(held[0].payload, OSSEC);
         assert!(

@@ -220,9 +220,14 @@ ossec = ["alerts@example.org", "journalist@example.org"]
 
     /// Waits until `queue/` holds `n` entries.
     pub fn wait_queued(&self, n: usize) -> Vec<Entry> {
+        self.wait_entries("queue", n)
+    }
+
+    /// Waits until spool directory `dir` holds `n` entries.
+    pub fn wait_entries(&self, dir: &str, n: usize) -> Vec<Entry> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let q = self.queued();
+            let q = self.entries(dir);
             if q.len() >= n || Instant::now() > deadline {
                 return q;
             }
