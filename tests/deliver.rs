@@ -34,6 +34,23 @@ fn wait_log(daemon: &common::Daemon, needle: &str) -> String {
     daemon.wait_log(needle)
 }
 
+/// Starts a relay with `relay_args` and a daemon pointed at it (`extra`
+/// adds [relay] lines), sends one alert, and waits for its first
+/// `status=` line; returns everything, with the log so far.
+fn attempted(
+    relay_args: &[&str],
+    extra: &str,
+    status: &str,
+) -> (Relay, Setup, common::Daemon, String) {
+    let relay = Relay::start(relay_args);
+    let setup = Setup::new();
+    use_relay(&setup, relay.port, extra);
+    let daemon = setup.start();
+    send_alert(&setup);
+    let log = wait_log(&daemon, &format!("status={status}"));
+    (relay, setup, daemon, log)
+}
+
 fn delivered_over(relay_args: &[&str], extra: &str) -> (Relay, String) {
     let relay = Relay::start(relay_args);
     let setup = Setup::new();
@@ -111,13 +128,12 @@ fn sha1_sha256_and_spki_pins_each_work_without_a_ca() {
 
 #[test]
 fn pin_mismatch_sends_no_auth() {
-    let relay = Relay::start(&["--cert", "relay2.pem"]);
-    let setup = Setup::new();
     let pin = openssl_fingerprint("relay.pem", "sha256");
-    use_relay(&setup, relay.port, &format!("fingerprints = [\"{pin}\"]\n"));
-    let daemon = setup.start();
-    send_alert(&setup);
-    let log = wait_log(&daemon, "status=deferred");
+    let (relay, setup, _daemon, log) = attempted(
+        &["--cert", "relay2.pem"],
+        &format!("fingerprints = [\"{pin}\"]\n"),
+        "deferred",
+    );
     assert_eq!(relay.count("auth"), 0, "{:?}", relay.events());
     assert_eq!(relay.count("mail"), 0, "{:?}", relay.events());
     assert!(relay.messages().is_empty());
@@ -137,12 +153,7 @@ fn pin_mismatch_sends_no_auth() {
 
 #[test]
 fn a_ca_that_did_not_sign_the_relay_is_refused() {
-    let relay = Relay::start(&["--cert", "selfsigned.pem"]);
-    let setup = Setup::new();
-    use_relay(&setup, relay.port, "");
-    let daemon = setup.start();
-    send_alert(&setup);
-    let log = wait_log(&daemon, "status=deferred");
+    let (relay, setup, _daemon, log) = attempted(&["--cert", "selfsigned.pem"], "", "deferred");
     assert!(log.contains("certificate not verified"), "{log}");
     assert_eq!(relay.count("auth"), 0);
     assert_eq!(setup.queued().len(), 1);
@@ -175,12 +186,7 @@ fn old_and_new_pins_survive_a_certificate_swap() {
 
 #[test]
 fn a_relay_without_starttls_gets_no_plaintext_auth() {
-    let relay = Relay::start(&["--no-starttls"]);
-    let setup = Setup::new();
-    use_relay(&setup, relay.port, "");
-    let daemon = setup.start();
-    send_alert(&setup);
-    let log = wait_log(&daemon, "status=deferred");
+    let (relay, setup, _daemon, log) = attempted(&["--no-starttls"], "", "deferred");
     assert!(log.contains("does not offer STARTTLS"), "{log}");
     assert_eq!(relay.count("auth"), 0, "{:?}", relay.events());
     assert_eq!(relay.count("mail"), 0);
@@ -189,12 +195,7 @@ fn a_relay_without_starttls_gets_no_plaintext_auth() {
 
 #[test]
 fn a_wrong_password_defers_with_the_fix() {
-    let relay = Relay::start(&["--password", "another one"]);
-    let setup = Setup::new();
-    use_relay(&setup, relay.port, "");
-    let daemon = setup.start();
-    send_alert(&setup);
-    let log = wait_log(&daemon, "status=deferred");
+    let (_relay, setup, _daemon, log) = attempted(&["--password", "another one"], "", "deferred");
     assert!(
         log.contains(
             "authentication failed: check relay.username, relay.domain and relay.password_file"
@@ -241,18 +242,13 @@ fn relay_down_then_up_delivers_exactly_once_after_flush() {
 
 #[test]
 fn a_550_moves_the_message_to_failed_with_the_reply() {
-    let relay = Relay::start(&["--rcpt-reply", "550 5.1.1 no such user here"]);
-    let setup = Setup::new();
-    use_relay(&setup, relay.port, "");
-    let daemon = setup.start();
-    send_alert(&setup);
-    let log = wait_log(&daemon, "status=failed");
+    let (_relay, setup, _daemon, log) = attempted(
+        &["--rcpt-reply", "550 5.1.1 no such user here"],
+        "",
+        "failed",
+    );
     assert!(log.contains("550 5.1.1 no such user here"), "{log}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while setup.entries("failed").is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let failed = setup.entries("failed");
+    let failed = setup.wait_entries("failed", 1);
     assert_eq!(failed.len(), 1);
     assert!(
         failed[0].note.contains("550 5.1.1 no such user here"),
@@ -311,11 +307,7 @@ fn past_max_lifetime_a_message_moves_to_failed_with_its_last_error() {
         log.contains("undelivered after 1s; last error: cannot connect"),
         "{log}"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while setup.entries("failed").is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(setup.entries("failed").len(), 1);
+    assert_eq!(setup.wait_entries("failed", 1).len(), 1);
     assert!(setup.queued().is_empty());
 }
 

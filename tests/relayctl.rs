@@ -379,3 +379,16 @@ fn test_with_a_mismatched_key_fails_at_the_key_step() {
         "names the key the file holds: {out}"
     );
 }
+
+#[test]
+fn test_with_a_bad_config_fails_at_the_config_step_and_goes_no_further() {
+    let setup = Setup::new();
+    setup.write_config("[listen]\nbogus = 1\n");
+    let (code, text) = test_against(&setup, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("✗ config: ") && text.contains("listen.bogus: unknown field"),
+        "{text}"
+    );
+    assert!(!text.contains("TCP"), "{text}");
+}

@@ -119,8 +119,12 @@ async fn deliver_due(
         .map(|p| SystemTime::UNIX_EPOCH + Duration::from_secs(p.state.next_attempt))
         .min();
     let max_lifetime = ctx.config.queue.max_lifetime.0;
-    let retry: Vec<Duration> = ctx.config.queue.retry.iter().map(|d| d.0).collect();
-    let relay = settings.as_ref().map(|s| s.relay()).unwrap_or_default();
+    let batch = Batch {
+        spool,
+        relay: settings.as_ref().map(|s| s.relay()).unwrap_or_default(),
+        retry: ctx.config.queue.retry.iter().map(|d| d.0).collect(),
+        now,
+    };
     let sender = ctx.sealer.sender.address.as_str().to_string();
 
     // A kept-alive connection the relay has since closed is no reason to
@@ -132,154 +136,55 @@ async fn deliver_due(
         *conn = None;
     }
 
-    let mut sent: Vec<QueueId> = Vec::new();
+    let mut any_sent = false;
     // Once the relay cannot be reached, the rest of this batch is deferred
     // with the same reason instead of trying again for each message.
     let mut unreachable: Option<String> = None;
     for p in due {
-        let age = now.duration_since(p.id.created()).unwrap_or_default();
-        let attempt = p.state.attempts + 1;
-        let entry = match read(spool, &p.id).await {
-            Some(e) => e,
-            None => continue,
+        let Some(entry) = read(spool, &p.id).await else {
+            continue;
         };
-        if age > max_lifetime {
+        let to = entry.recipient.as_str();
+        if now.duration_since(p.id.created()).unwrap_or_default() > max_lifetime {
             let reason = format!(
                 "undelivered after {}; last error: {}",
                 humantime::format_duration(max_lifetime),
                 p.state.last_error
             );
-            record_failure(spool, &p.id, &reason).await;
-            log_attempt(
-                &p.id,
-                &entry.recipient,
-                "failed",
-                &relay,
-                "-",
-                p.state.attempts,
-                age,
-                &reason,
-            );
-            continue;
-        }
-        let settings = match settings {
-            Ok(s) => s,
-            Err(e) => {
-                defer_logged(
-                    spool,
-                    &p,
-                    now,
-                    &retry,
-                    &entry.recipient,
-                    &relay,
-                    attempt,
-                    age,
-                    e,
-                )
+            batch
+                .record(&p, to, NO_TLS, p.state.attempts, Outcome::Failed(reason))
                 .await;
-                continue;
-            }
-        };
-        if let Some(reason) = &unreachable {
-            defer_logged(
-                spool,
-                &p,
-                now,
-                &retry,
-                &entry.recipient,
-                &relay,
-                attempt,
-                age,
-                reason,
-            )
-            .await;
             continue;
         }
-        if conn.is_none() {
-            match Connection::open(settings).await {
-                Ok(c) => *conn = Some((c, Instant::now())),
-                Err(e) => {
-                    let reason = e.to_string();
-                    defer_logged(
-                        spool,
-                        &p,
-                        now,
-                        &retry,
-                        &entry.recipient,
-                        &relay,
-                        attempt,
-                        age,
-                        &reason,
-                    )
-                    .await;
-                    unreachable = Some(reason);
-                    continue;
+        let attempt = p.state.attempts + 1;
+        let (tls, outcome, keep) = match (settings, &unreachable) {
+            (Err(e), _) => (NO_TLS, Outcome::Deferred(e.clone()), false),
+            (Ok(_), Some(reason)) => (NO_TLS, Outcome::Deferred(reason.clone()), false),
+            (Ok(s), None) => match open_if_needed(conn, s).await {
+                Err(reason) => {
+                    unreachable = Some(reason.clone());
+                    (NO_TLS, Outcome::Deferred(reason), false)
                 }
-            }
-        }
-        let Some((c, last_used)) = conn.as_mut() else {
-            continue;
-        };
-        let tls = c.tls_version;
-        let result = c.send(&sender, &entry.recipient, &entry.payload).await;
-        *last_used = Instant::now();
-        let age = SystemTime::now()
-            .duration_since(p.id.created())
-            .unwrap_or_default();
-        let keep = match &result {
-            Ok(reply) => {
-                sent.push(p.id.clone());
-                let s = spool.clone();
-                let id = p.id.clone();
-                if let Ok(Err(e)) =
-                    tokio::task::spawn_blocking(move || s.remove_delivered(&id)).await
-                {
-                    // It will be sent again: at least once, never lost.
-                    tracing::error!(id = %p.id, "sent, but cannot remove it from the queue: {e}");
+                Ok((c, last_used)) => {
+                    let result = c.send(&sender, to, &entry.payload).await;
+                    *last_used = Instant::now();
+                    match result {
+                        Ok(reply) => (c.tls_version, Outcome::Sent(reply.to_string()), true),
+                        Err(e) if e.is_permanent() => {
+                            (c.tls_version, Outcome::Failed(e.to_string()), true)
+                        }
+                        Err(e) => (
+                            c.tls_version,
+                            Outcome::Deferred(e.to_string()),
+                            e.connection_usable(),
+                        ),
+                    }
                 }
-                log_attempt(
-                    &p.id,
-                    &entry.recipient,
-                    "sent",
-                    &relay,
-                    tls,
-                    attempt,
-                    age,
-                    &reply.to_string(),
-                );
-                true
-            }
-            Err(e) if e.is_permanent() => {
-                let reason = e.to_string();
-                record_failure(spool, &p.id, &reason).await;
-                log_attempt(
-                    &p.id,
-                    &entry.recipient,
-                    "failed",
-                    &relay,
-                    tls,
-                    attempt,
-                    age,
-                    &reason,
-                );
-                true
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                defer(spool, &p, now, &retry, &reason).await;
-                log_attempt(
-                    &p.id,
-                    &entry.recipient,
-                    "deferred",
-                    &relay,
-                    tls,
-                    attempt,
-                    age,
-                    &reason,
-                );
-                e.connection_usable()
-            }
+            },
         };
+        any_sent |= matches!(outcome, Outcome::Sent(_));
+        batch.record(&p, to, tls, attempt, outcome).await;
+        // RSET between transactions; a connection that cannot take one is dropped.
         let reset_ok = keep
             && match conn.as_mut() {
                 Some((c, _)) => c.rset().await.is_ok(),
@@ -289,13 +194,98 @@ async fn deliver_due(
             *conn = None;
         }
     }
-    if !sent.is_empty() {
+    if any_sent {
         let s = spool.clone();
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.sync_queue()).await {
             tracing::error!("cannot sync the queue directory: {e}");
         }
     }
     next_due
+}
+
+/// The `tls=` of a log line when no TLS session was involved.
+const NO_TLS: &str = "-";
+
+/// The open connection, opening one if there is none; the error is the
+/// reason to log.
+async fn open_if_needed<'c>(
+    conn: &'c mut Option<(Connection, Instant)>,
+    settings: &Settings,
+) -> Result<&'c mut (Connection, Instant), String> {
+    if conn.is_none() {
+        let opened = Connection::open(settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        *conn = Some((opened, Instant::now()));
+    }
+    conn.as_mut().ok_or_else(|| "no connection".to_string())
+}
+
+/// What became of one delivery attempt.
+enum Outcome {
+    /// The relay's reply.
+    Sent(String),
+    /// Why it will be tried again.
+    Deferred(String),
+    /// Why it never will.
+    Failed(String),
+}
+
+/// What every attempt of one batch shares.
+struct Batch<'a> {
+    spool: &'a Spool,
+    relay: String,
+    retry: Vec<Duration>,
+    now: SystemTime,
+}
+
+impl Batch<'_> {
+    /// Makes the outcome durable in the spool, then logs the attempt:
+    /// sent entries leave the queue, deferred ones get their next time,
+    /// failed ones move to `failed/`.
+    async fn record(&self, p: &Pending, to: &str, tls: &str, attempt: u32, outcome: Outcome) {
+        let s = self.spool.clone();
+        let id = p.id.clone();
+        let (status, text, done) = match outcome {
+            Outcome::Sent(reply) => {
+                let done = tokio::task::spawn_blocking(move || s.remove_delivered(&id)).await;
+                ("sent", reply, done)
+            }
+            Outcome::Deferred(reason) => {
+                let state: State = p.state.after_failure(self.now, &self.retry, &reason);
+                let done = tokio::task::spawn_blocking(move || s.defer(&id, &state)).await;
+                ("deferred", reason, done)
+            }
+            Outcome::Failed(reason) => {
+                let why = reason.clone();
+                let done = tokio::task::spawn_blocking(move || s.fail(&id, &why)).await;
+                ("failed", reason, done)
+            }
+        };
+        match done {
+            Ok(Ok(())) => {}
+            // A sent entry left in the queue is sent again: at least once,
+            // never lost. A deferral not recorded is retried sooner.
+            Ok(Err(e)) => tracing::error!(id = %p.id, status, "cannot record the outcome: {e}"),
+            Err(e) => tracing::error!(id = %p.id, status, "cannot record the outcome: {e}"),
+        }
+        let age = SystemTime::now()
+            .duration_since(p.id.created())
+            .unwrap_or_default();
+        let delay = format!("{:.2}s", age.as_secs_f64());
+        let relay = &self.relay;
+        if status == "sent" {
+            tracing::info!(
+                id = %p.id, to = %to, status = %status, relay = %relay, tls = %tls, attempt,
+                delay = %delay, reply = ?text, "delivery"
+            );
+        } else {
+            tracing::warn!(
+                id = %p.id, to = %to, status = %status, relay = %relay, tls = %tls, attempt,
+                delay = %delay, reason = ?text, "delivery"
+            );
+        }
+    }
 }
 
 async fn read(spool: &Spool, id: &QueueId) -> Option<crate::spool::Entry> {
@@ -308,64 +298,5 @@ async fn read(spool: &Spool, id: &QueueId) -> Option<crate::spool::Entry> {
             None
         }
         Err(_) => None,
-    }
-}
-
-async fn defer(spool: &Spool, p: &Pending, now: SystemTime, retry: &[Duration], reason: &str) {
-    let state: State = p.state.after_failure(now, retry, reason);
-    let s = spool.clone();
-    let id = p.id.clone();
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.defer(&id, &state)).await {
-        tracing::error!(id = %p.id, "cannot record the retry schedule: {e}");
-    }
-}
-
-/// Defers an entry that got no connection, and logs the attempt.
-#[allow(clippy::too_many_arguments)]
-async fn defer_logged(
-    spool: &Spool,
-    p: &Pending,
-    now: SystemTime,
-    retry: &[Duration],
-    to: &str,
-    relay: &str,
-    attempt: u32,
-    age: Duration,
-    reason: &str,
-) {
-    defer(spool, p, now, retry, reason).await;
-    log_attempt(&p.id, to, "deferred", relay, "-", attempt, age, reason);
-}
-
-async fn record_failure(spool: &Spool, id: &QueueId, reason: &str) {
-    let s = spool.clone();
-    let id2 = id.clone();
-    let reason = reason.to_string();
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.fail(&id2, &reason)).await {
-        tracing::error!(id = %id, "cannot move a failed entry to failed/: {e}");
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn log_attempt(
-    id: &QueueId,
-    to: &str,
-    status: &str,
-    relay: &str,
-    tls: &str,
-    attempt: u32,
-    age: Duration,
-    reason: &str,
-) {
-    let delay = format!("{:.2}s", age.as_secs_f64());
-    match status {
-        "sent" => tracing::info!(
-            id = %id, to = %to, status = %status, relay = %relay, tls = %tls, attempt, delay = %delay,
-            reply = ?reason, "delivery"
-        ),
-        _ => tracing::warn!(
-            id = %id, to = %to, status = %status, relay = %relay, tls = %tls, attempt, delay = %delay,
-            reason = ?reason, "delivery"
-        ),
     }
 }
