@@ -6,10 +6,11 @@
 //! cron-style message through the `sendmail` code path, shows each SMTP
 //! exchange and what the spool then holds, and removes everything.
 //!
-//! It generates a throwaway OpenPGP key for the demo recipient, shows the
-//! encrypted message the spool holds and, with the secret key only the
-//! demo has, its decryption. Delivery through a relay joins the demo as it
-//! lands.
+//! It generates a throwaway OpenPGP key for the demo recipient and a
+//! throwaway TLS certificate for a stand-in relay (STARTTLS and AUTH, in
+//! this process), pins that certificate in the config, and lets the real
+//! queue runner deliver. It shows what the relay received and, with the
+//! secret key only the demo has, its decryption.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,11 +31,12 @@ use openpgp::serialize::Serialize;
 use openpgp::types::SymmetricAlgorithm;
 use openpgp::{Cert, KeyHandle};
 
-use crate::config::Config;
+use crate::config::{Config, Pin};
 use crate::daemon::Daemon;
 use crate::encrypt::keys::POLICY;
 use crate::ingest::sendmail;
 use crate::spool::Spool;
+use crate::standin::StandIn;
 
 /// A temporary directory removed when dropped.
 struct TempDir(PathBuf);
@@ -77,7 +79,10 @@ fn demo_key(dir: &Path) -> Result<(Cert, String), String> {
     Ok((cert, fingerprint))
 }
 
-fn demo_config(dir: &Path, fingerprint: &str) -> String {
+/// The stand-in relay's SASL login: throwaway, like everything here.
+const DEMO_LOGIN: (&str, &str) = ("ossec@example.net", "demo-password");
+
+fn demo_config(dir: &Path, fingerprint: &str, relay_port: u16, pin: &str) -> String {
     format!(
         r#"[listen]
 addresses = ["127.0.0.1:0"]
@@ -87,9 +92,13 @@ hostname = "mon.example.org"
 dir = "{dir}/spool"
 
 [relay]
-# Delivery joins the demo with the stand-in relay; until then, a closed port.
 host = "127.0.0.1"
-port = 9
+port = {relay_port}
+tls = "starttls"
+fingerprints = ["{pin}"]
+username = "ossec"
+domain = "example.net"
+password_file = "{dir}/sasl_password"
 sender = "OSSEC HIDS <ossec@example.net>"
 
 [[recipients]]
@@ -104,24 +113,51 @@ root = "alerts@example.org"
     )
 }
 
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// Runs the demo, printing as it goes.
 pub fn run() -> Result<(), String> {
     let dir = TempDir::new()?;
     let config_path = dir.0.join("relay.toml");
     let (secret, fingerprint) = demo_key(&dir.0)?;
-    std::fs::write(&config_path, demo_config(&dir.0, &fingerprint))
-        .map_err(|e| format!("cannot write the demo config: {e}"))?;
-    let config = Config::load(&config_path).map_err(|e| e.to_string())?;
-    println!("alert-relay demo: local mail in, encrypted, durably spooled");
-    println!("  config   {}", config_path.display());
-    println!("  key      {fingerprint} (alerts@example.org, generated for the demo)");
-    println!("  spool    {}", config.queue.dir.display());
+    let (tls, relay_cert) = StandIn::throwaway_tls("relay.demo.invalid")?;
+    write_private(&dir.0.join("sasl_password"), DEMO_LOGIN.1.as_bytes())?;
+    let pin = Pin::CertSha256(relay_cert.sha256).to_string();
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
+        let relay = StandIn::start(tls, DEMO_LOGIN.0, DEMO_LOGIN.1)
+            .await
+            .map_err(|e| format!("cannot start the stand-in relay: {e}"))?;
+        std::fs::write(
+            &config_path,
+            demo_config(&dir.0, &fingerprint, relay.addr.port(), &pin),
+        )
+        .map_err(|e| format!("cannot write the demo config: {e}"))?;
+        let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+        config.check_secrets().map_err(|e| e.to_string())?;
+        println!("alert-relay demo: local mail in, encrypted, spooled, relayed over pinned TLS");
+        println!("  config   {}", config_path.display());
+        println!("  key      {fingerprint} (alerts@example.org, generated for the demo)");
+        println!("  spool    {}", config.queue.dir.display());
+        println!(
+            "  relay    {} (a stand-in with STARTTLS and AUTH; its certificate, generated for the demo, pinned as {pin})",
+            relay.addr
+        );
+
         let ctx = crate::ingest::Context::new(config.clone()).map_err(|e| e.to_string())?;
         let daemon = Daemon::start(&config_path, ctx)
             .await
@@ -152,15 +188,51 @@ pub fn run() -> Result<(), String> {
             println!("   queued as {} for {}", e.id, e.recipient);
         }
 
-        println!(
-            "\n3. The spool (this demo has no relay yet: delivery is deferred, nothing is lost):"
-        );
+        println!("\n3. Delivery: the daemon encrypted both, then relayed them over TLS to the pinned relay:");
         let spool = Spool::at(&config.queue.dir);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        if tokio::time::timeout(Duration::from_secs(20), relay.wait_for(2))
+            .await
+            .is_err()
+        {
+            let rows = spool.list().map_err(|e| e.to_string())?;
+            return Err(format!(
+                "the stand-in relay did not receive both messages within 20 s; the queue:\n{}",
+                crate::control::queue_table(&rows)
+            ));
+        }
+        let received = relay.received();
+        for r in &received {
+            println!(
+                "   relay got {} bytes from <{}> for <{}>, authenticated as {}",
+                r.data.len(),
+                r.mail_from,
+                r.rcpt_to.join(">, <"),
+                r.login
+            );
+        }
+
+        println!("\n4. What the relay received (and all it, or anyone on the way, can read):");
+        let first = &received[0].data;
+        for line in String::from_utf8_lossy(first).lines().take(22) {
+            println!("   | {line}");
+        }
+        println!("   | ...");
+
+        println!("\n5. Their decryption, with the recipient's secret key (which the host never has):");
+        for r in &received {
+            let plain = decrypt(&secret, &r.data)?;
+            for line in String::from_utf8_lossy(&plain).lines() {
+                println!("   | {line}");
+            }
+            println!("   +--");
+        }
+
+        println!("\n6. The spool afterwards:");
+        let deadline = Instant::now() + Duration::from_secs(5);
         let rows = loop {
-            let in_queue = spool.pending().map_err(|e| e.to_string())?.len();
-            if in_queue >= 2 || Instant::now() > deadline {
-                break spool.list().map_err(|e| e.to_string())?;
+            let rows = spool.list().map_err(|e| e.to_string())?;
+            if rows.is_empty() || Instant::now() > deadline {
+                break rows;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
@@ -168,32 +240,12 @@ pub fn run() -> Result<(), String> {
             println!("   {line}");
         }
 
-        if let Some(first) = rows.first() {
-            let entry = spool.read(&first.id).map_err(|e| e.to_string())?;
-            println!(
-                "\n4. What the spool holds for {} (and what will leave the host):",
-                first.id
-            );
-            let text = String::from_utf8_lossy(&entry.payload);
-            for line in text.lines().take(22) {
-                println!("   | {line}");
-            }
-            println!("   | ...");
-            println!(
-                "\n5. Its decryption, with the recipient's secret key (which the host never has):"
-            );
-            let plain = decrypt(&secret, &entry.payload)?;
-            for line in String::from_utf8_lossy(&plain).lines() {
-                println!("   | {line}");
-            }
-        }
-
         let _ = stop.send(());
         running
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        println!("\nThe daemon stopped; the demo's files are removed.");
+        println!("\nThe daemon stopped; the demo's keys, certificate and files are removed.");
         Ok::<(), String>(())
     })
 }

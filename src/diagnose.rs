@@ -22,26 +22,94 @@ pub struct Options<'a> {
     pub to: Option<&'a str>,
     /// Stop after RCPT: check everything but send nothing.
     pub no_send: bool,
+    /// How to print the steps.
+    pub output: Output,
 }
 
-/// Prints one step's line.
-fn step(ok: bool, name: &str, detail: &str) -> bool {
-    println!("{} {name}: {detail}", if ok { "✓" } else { "✗" });
-    ok
+/// How `relayctl test` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// One line per step as it happens; green ✓ and red ✗ when `colour`.
+    Text { colour: bool },
+    /// One JSON object at the end, for scripts and monitoring.
+    Json,
+}
+
+impl Output {
+    /// Text, coloured only on a terminal and when `NO_COLOR` is unset.
+    pub fn text_for_stdout() -> Output {
+        use std::io::IsTerminal;
+        let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Output::Text { colour }
+    }
+}
+
+/// One step's result.
+#[derive(Debug, serde::Serialize)]
+struct Step {
+    step: String,
+    ok: bool,
+    detail: String,
+}
+
+/// The steps so far; text is printed as each step ends, so a slow relay
+/// shows where it is slow.
+struct Report {
+    output: Output,
+    steps: Vec<Step>,
+}
+
+impl Report {
+    fn step(&mut self, ok: bool, name: &str, detail: &str) -> bool {
+        if let Output::Text { colour } = self.output {
+            let mark = match (ok, colour) {
+                (true, false) => "✓",
+                (false, false) => "✗",
+                (true, true) => "\x1b[32m✓\x1b[0m",
+                (false, true) => "\x1b[31m✗\x1b[0m",
+            };
+            println!("{mark} {name}: {detail}");
+        }
+        self.steps.push(Step {
+            step: name.to_string(),
+            ok,
+            detail: detail.to_string(),
+        });
+        ok
+    }
+
+    /// Prints the JSON object in JSON mode: `{"ok": .., "sent": .., "steps": [..]}`.
+    fn finish(self, ok: bool, sent: bool) {
+        if self.output == Output::Json {
+            let report = serde_json::json!({ "ok": ok, "sent": sent, "steps": self.steps });
+            println!("{report}");
+        }
+    }
 }
 
 /// Runs every step; true when all passed.
 pub fn run(opts: &Options<'_>) -> bool {
+    let mut report = Report {
+        output: opts.output,
+        steps: Vec::new(),
+    };
+    let ok = steps(opts, &mut report);
+    let sent = ok && !opts.no_send;
+    report.finish(ok, sent);
+    ok
+}
+
+fn steps(opts: &Options<'_>, report: &mut Report) -> bool {
     let config = match Config::load(opts.config) {
         Ok(c) => {
-            step(
+            report.step(
                 true,
                 "config",
                 &format!("{} is valid", opts.config.display()),
             );
             c
         }
-        Err(e) => return step(false, "config", &e.to_string()),
+        Err(e) => return report.step(false, "config", &e.to_string()),
     };
     let mut ok = true;
 
@@ -49,19 +117,19 @@ pub fn run(opts: &Options<'_>) -> bool {
     let ctx = match Context::new(config.clone()) {
         Ok(ctx) => {
             for k in ctx.keyring.iter() {
-                ok &= key_step(k, now);
+                ok &= key_step(report, k, now);
             }
             Some(ctx)
         }
         Err(e) => {
-            ok &= step(false, "keys", &e.to_string());
+            ok &= report.step(false, "keys", &e.to_string());
             None
         }
     };
 
     match (&config.relay.username, config.check_secrets()) {
         (None, _) => {
-            step(
+            report.step(
                 true,
                 "password",
                 "no relay.username: the relay is used without AUTH",
@@ -72,9 +140,9 @@ pub fn run(opts: &Options<'_>) -> bool {
                 Some(p) => format!("{} exists and is private", p.display()),
                 None => "from the systemd credential sasl_password".into(),
             };
-            step(true, "password", &detail);
+            report.step(true, "password", &detail);
         }
-        (Some(_), Err(e)) => ok &= step(false, "password", &e.to_string()),
+        (Some(_), Err(e)) => ok &= report.step(false, "password", &e.to_string()),
     }
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -82,16 +150,16 @@ pub fn run(opts: &Options<'_>) -> bool {
         .build()
     {
         Ok(r) => r,
-        Err(e) => return step(false, "runtime", &e.to_string()),
+        Err(e) => return report.step(false, "runtime", &e.to_string()),
     };
-    let network = runtime.block_on(network(opts, &config, ctx.as_ref()));
+    let network = runtime.block_on(network(report, opts, &config, ctx.as_ref()));
     ok && network
 }
 
-fn key_step(k: &crate::encrypt::RecipientKey, now: SystemTime) -> bool {
+fn key_step(report: &mut Report, k: &crate::encrypt::RecipientKey, now: SystemTime) -> bool {
     let name = format!("key for {}", k.recipient);
     match keys::can_encrypt(&k.cert, now) {
-        Err(e) => step(
+        Err(e) => report.step(
             false,
             &name,
             &format!(
@@ -123,34 +191,39 @@ fn key_step(k: &crate::encrypt::RecipientKey, now: SystemTime) -> bool {
                     humantime::format_rfc3339_seconds(t)
                 ),
             };
-            step(true, &name, &detail)
+            report.step(true, &name, &detail)
         }
     }
 }
 
-async fn network(opts: &Options<'_>, config: &Config, ctx: Option<&Context>) -> bool {
+async fn network(
+    report: &mut Report,
+    opts: &Options<'_>,
+    config: &Config,
+    ctx: Option<&Context>,
+) -> bool {
     let helo = ctx
         .map(|c| c.hostname.clone())
         .unwrap_or_else(|| config.hostname());
     let s = match Settings::from_config(config, &helo) {
         Ok(s) => s,
-        Err(e) => return step(false, "TLS setup", &e.to_string()),
+        Err(e) => return report.step(false, "TLS setup", &e.to_string()),
     };
     let relay = s.relay();
     let addrs = match client::resolve(&s).await {
         Ok(a) => {
             let list: Vec<String> = a.iter().map(|a| a.ip().to_string()).collect();
-            step(true, "DNS", &format!("{} is {}", s.host, list.join(", ")));
+            report.step(true, "DNS", &format!("{} is {}", s.host, list.join(", ")));
             a
         }
-        Err(e) => return step(false, "DNS", &e.to_string()),
+        Err(e) => return report.step(false, "DNS", &e.to_string()),
     };
     let tcp = match client::connect(&s, &addrs).await {
         Ok((tcp, addr)) => {
-            step(true, "TCP", &format!("connected to {addr}"));
+            report.step(true, "TCP", &format!("connected to {addr}"));
             tcp
         }
-        Err(e) => return step(false, "TCP", &e.to_string()),
+        Err(e) => return report.step(false, "TCP", &e.to_string()),
     };
     let mut conn = match Connection::secure(&s, tcp).await {
         Ok(c) => {
@@ -163,14 +236,14 @@ async fn network(opts: &Options<'_>, config: &Config, ctx: Option<&Context>) -> 
             } else {
                 "the certificate is valid for the host name"
             };
-            step(
+            report.step(
                 true,
                 "TLS",
                 &format!("{} over {how}; {check}", c.tls_version),
             );
             c
         }
-        Err(e) => return step(false, "TLS", &e.to_string()),
+        Err(e) => return report.step(false, "TLS", &e.to_string()),
     };
     match conn.login(&s).await {
         Ok(()) => {
@@ -178,13 +251,13 @@ async fn network(opts: &Options<'_>, config: &Config, ctx: Option<&Context>) -> 
                 .identity
                 .clone()
                 .unwrap_or_else(|| "(no AUTH configured)".into());
-            step(true, "AUTH", &format!("accepted {who}"));
+            report.step(true, "AUTH", &format!("accepted {who}"));
         }
-        Err(e) => return step(false, "AUTH", &e.to_string()),
+        Err(e) => return report.step(false, "AUTH", &e.to_string()),
     }
 
     let Some(ctx) = ctx else {
-        return step(
+        return report.step(
             false,
             "MAIL/RCPT",
             "not tried: the keys above must load first",
@@ -194,7 +267,7 @@ async fn network(opts: &Options<'_>, config: &Config, ctx: Option<&Context>) -> 
         Some(addr) => match ctx.router.resolve(addr) {
             Ok(r) if !r.is_empty() => r[0].clone(),
             Ok(_) | Err(_) => {
-                return step(
+                return report.step(
                     false,
                     "MAIL/RCPT",
                     &format!("{addr} is not a configured recipient or alias"),
@@ -203,25 +276,27 @@ async fn network(opts: &Options<'_>, config: &Config, ctx: Option<&Context>) -> 
         },
         None => match ctx.keyring.iter().next() {
             Some(k) => k.recipient.clone(),
-            None => return step(false, "MAIL/RCPT", "no [[recipients]] configured"),
+            None => return report.step(false, "MAIL/RCPT", "no [[recipients]] configured"),
         },
     };
     let from = ctx.sealer.sender.address.as_str().to_string();
     if let Err(e) = conn.envelope(&from, to.0.as_str()).await {
-        return step(false, "MAIL/RCPT", &e.to_string());
+        return report.step(false, "MAIL/RCPT", &e.to_string());
     }
-    step(true, "MAIL/RCPT", &format!("{from} to {to} accepted"));
+    report.step(true, "MAIL/RCPT", &format!("{from} to {to} accepted"));
     if conn.rset().await.is_err() {
-        return step(false, "RSET", "the relay closed the connection after RCPT");
+        return report.step(false, "RSET", "the relay closed the connection after RCPT");
     }
     if opts.no_send {
         conn.quit().await;
-        println!("  (--no-send: stopped before DATA)");
+        if matches!(report.output, Output::Text { .. }) {
+            println!("  (--no-send: stopped before DATA)");
+        }
         return true;
     }
 
     let Some(key) = ctx.keyring.get(&to) else {
-        return step(false, "DATA", &format!("no key loaded for {to}"));
+        return report.step(false, "DATA", &format!("no key loaded for {to}"));
     };
     let id = QueueId::generate();
     let alert = format!(
@@ -237,7 +312,7 @@ async fn network(opts: &Options<'_>, config: &Config, ctx: Option<&Context>) -> 
     {
         Ok(m) => m,
         Err(e) => {
-            return step(
+            return report.step(
                 false,
                 "DATA",
                 &format!("cannot encrypt the test alert: {e}"),
@@ -245,12 +320,12 @@ async fn network(opts: &Options<'_>, config: &Config, ctx: Option<&Context>) -> 
         }
     };
     let ok = match conn.send(&from, to.0.as_str(), &sealed).await {
-        Ok(reply) => step(
+        Ok(reply) => report.step(
             true,
             "DATA",
             &format!("{relay} accepted an encrypted test alert for {to}: {reply}"),
         ),
-        Err(e) => step(false, "DATA", &e.to_string()),
+        Err(e) => report.step(false, "DATA", &e.to_string()),
     };
     conn.quit().await;
     ok

@@ -9,8 +9,10 @@
 //! - [`spool`]: the durable queue, acknowledged only once on disk;
 //! - [`daemon`]: the process that ties them together;
 //! - [`deliver`]: the queue runner and the TLS/SASL relay client;
-//! - [`control`]: what `relayctl` and `mailq` show.
+//! - [`control`]: what `relayctl` and `mailq` show;
+//! - [`cli`]: the command lines of `alert-relayd` and `relayctl`.
 
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;

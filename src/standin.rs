@@ -17,12 +17,16 @@ use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
+use crate::deliver::tls::CertInfo;
+
 /// A message as the stand-in received it.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub at: Instant,
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
+    /// The identity the client authenticated as.
+    pub login: String,
     pub data: Vec<u8>,
 }
 
@@ -60,6 +64,24 @@ impl StandIn {
             }
         });
         Ok(standin)
+    }
+
+    /// A TLS server config with a freshly generated self-signed
+    /// certificate for `name`, and that certificate's fingerprints (for
+    /// the client's `relay.fingerprints`). The key never leaves memory.
+    pub fn throwaway_tls(name: &str) -> Result<(Arc<ServerConfig>, CertInfo), String> {
+        use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer};
+        let generated = rcgen::generate_simple_self_signed(vec![name.to_string()])
+            .map_err(|e| format!("cannot generate a certificate: {e}"))?;
+        let cert = generated.cert.der().clone();
+        let info = CertInfo::from_der(&cert);
+        let key = PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
+        let config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .and_then(|b| b.with_no_client_auth().with_single_cert(vec![cert], key))
+                .map_err(|e| format!("cannot set up TLS: {e}"))?;
+        Ok((Arc::new(config), info))
     }
 
     /// Everything received so far.
@@ -185,6 +207,7 @@ impl StandIn {
                         at: Instant::now(),
                         mail_from: mail_from.clone(),
                         rcpt_to: rcpt_to.clone(),
+                        login: user.clone(),
                         data,
                     });
                     r.len()

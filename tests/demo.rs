@@ -17,20 +17,30 @@ fn demo_runs_the_path_and_cleans_up() {
     );
     assert!(text.contains("S: 250 2.0.0 Ok: queued as "), "{text}");
     assert!(text.contains("S: 221 2.0.0 Bye"), "{text}");
-    assert!(text.contains(" in 2 requests."), "{text}");
-    // The spooled message is PGP/MIME, and the demo's own decryption shows the alert.
+    // Both messages reached the stand-in relay over TLS with AUTH...
+    let relayed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("relay got ") && l.ends_with("authenticated as ossec@example.net"))
+        .collect();
+    assert_eq!(relayed.len(), 2, "{text}");
+    // ...and left the spool empty.
+    let after = text.split_once("6. The spool afterwards:").unwrap().1;
+    assert!(after.contains("Mail queue is empty"), "{text}");
+    // What the relay got is PGP/MIME, and the demo's own decryption shows the alert.
     assert!(
         text.contains(
             "| Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";"
         ),
         "{text}"
     );
-    let (spooled, decrypted) = text.split_once("5. Its decryption").unwrap();
-    assert!(!spooled.contains("User login failed"), "{text}");
+    let (relayed, decrypted) = text.split_once("5. Their decryption").unwrap();
+    assert!(!relayed.contains("User login failed"), "{text}");
+    assert!(!relayed.contains("backup finished"), "{text}");
     assert!(
         decrypted.contains("| Rule: 5503 fired (level 7) -> \"User login failed.\""),
         "{text}"
     );
+    assert!(decrypted.contains("| backup finished"), "{text}");
     let config_line = text
         .lines()
         .find(|l| l.trim_start().starts_with("config"))

@@ -278,6 +278,10 @@ fn test_passes_end_to_end_and_the_alert_decrypts() {
         assert!(text.contains(step), "{step} missing:\n{text}");
     }
     assert!(!text.contains('✗'), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when stdout is not a terminal: {text}"
+    );
     assert!(text.contains("queued as TEST1"), "{text}");
     let got = relay.wait_messages(1);
     assert_eq!(got.len(), 1);
@@ -342,6 +346,99 @@ fn test_with_a_wrong_password_fails_at_auth() {
     assert!(text.contains("✓ TLS"), "{text}");
     assert!(text.contains("✗ AUTH: authentication failed: check relay.username, relay.domain and relay.password_file"), "{text}");
     assert!(!text.contains(common::RELAY_PASSWORD));
+}
+
+/// `relayctl test --json`: one object on stdout, parsed as JSON.
+fn test_json(setup: &Setup, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["test", "--json"];
+    all.extend_from_slice(args);
+    let out = Command::new(common::RELAYCTL)
+        .args(&all)
+        .env("ALERT_RELAY_CONFIG", setup.config_path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{stdout}"));
+    (out.status.code().unwrap_or(-1), value)
+}
+
+fn json_steps(report: &serde_json::Value) -> Vec<(String, bool, String)> {
+    report["steps"]
+        .as_array()
+        .expect("steps is an array")
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_string(),
+                s["ok"].as_bool().unwrap(),
+                s["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn test_json_reports_every_step() {
+    let relay = Relay::start(&[]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let (code, report) = test_json(&setup, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["sent"], true, "{report}");
+    let steps = json_steps(&report);
+    let names: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "config",
+            "key for alerts@example.org",
+            "key for journalist@example.org",
+            "password",
+            "DNS",
+            "TCP",
+            "TLS",
+            "AUTH",
+            "MAIL/RCPT",
+            "DATA"
+        ],
+        "{report}"
+    );
+    assert!(steps.iter().all(|s| s.1), "{report}");
+    assert!(steps[9].2.contains("queued as TEST1"), "{report}");
+    assert_eq!(relay.wait_messages(1).len(), 1);
+
+    // --no-send: everything checked, nothing sent, and the report says so.
+    let (code, report) = test_json(&setup, &["--no-send"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        (report["ok"].clone(), report["sent"].clone()),
+        (true.into(), false.into())
+    );
+    assert_eq!(json_steps(&report).last().unwrap().0, "MAIL/RCPT");
+}
+
+#[test]
+fn test_json_names_the_failing_step_and_its_fix() {
+    let relay = Relay::start(&["--password", "not this one"]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let (code, report) = test_json(&setup, &[]);
+    assert_ne!(code, 0, "{report}");
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(report["sent"], false, "{report}");
+    let steps = json_steps(&report);
+    let (last, passed) = steps.split_last().unwrap();
+    assert_eq!(last.0, "AUTH", "{report}");
+    assert!(!last.1, "{report}");
+    assert!(
+        last.2
+            .contains("check relay.username, relay.domain and relay.password_file"),
+        "{report}"
+    );
+    assert!(passed.iter().all(|s| s.1), "{report}");
+    assert!(!report.to_string().contains(common::RELAY_PASSWORD));
 }
 
 #[test]

@@ -108,6 +108,24 @@ fn usage_errors_exit_ex_usage() {
 }
 
 #[test]
+fn help_prints_the_options_and_queues_nothing() {
+    let setup = Setup::new();
+    let out = setup.sendmail(&["--help"], b"Subject: not a message\n\nx\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("usage: sendmail [-t]"), "{text}");
+    assert!(text.contains("Exit status: 0 queued, 64 usage"), "{text}");
+    assert!(setup.entries("incoming").is_empty());
+    // A usage error points at --help.
+    let out = setup.sendmail(&["-Z"], b"x");
+    assert!(
+        stderr(&out).contains("sendmail --help says more"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn oversize_input_exits_ex_dataerr() {
     let setup = Setup::with_listen("max_message_size = \"1KiB\"");
     let out = setup.sendmail(&["root"], &b"x".repeat(5000));

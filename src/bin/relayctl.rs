@@ -1,94 +1,16 @@
 //! relayctl: the admin's tool.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use alert_relay::cli::{Command, Relayctl};
 use alert_relay::config::{self, Config};
 use alert_relay::control;
 use alert_relay::spool::Spool;
 use alert_relay::sysexits;
-use clap::{Parser, Subcommand};
-
-/// Checks and manages alert-relay.
-#[derive(Parser)]
-#[command(version)]
-struct Cli {
-    /// The config file [default: $ALERT_RELAY_CONFIG, else /etc/alert-relay/relay.toml]
-    #[arg(long, value_name = "PATH", global = true)]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Validates the config completely; exits non-zero with the reasons.
-    Check,
-    /// Walks the whole path, one line per step: config, keys, password,
-    /// DNS, TCP, TLS and the certificate, AUTH, MAIL/RCPT, then sends an
-    /// encrypted test alert. Exit 0 only when every step passed.
-    ///
-    /// Example: relayctl test --to alerts@example.org
-    Test {
-        /// The test alert's recipient (a configured address or alias).
-        #[arg(long, value_name = "ADDR")]
-        to: Option<String>,
-        /// Stop after RCPT: check everything, send nothing.
-        #[arg(long)]
-        no_send: bool,
-    },
-    /// Lists queued, deferred, held and failed messages.
-    Queue {
-        /// One JSON array of objects (id, state, recipient, size, created,
-        /// attempts, next_attempt, last_error).
-        #[arg(long)]
-        json: bool,
-    },
-    /// Encrypts a held message with the recipient's key as configured now
-    /// and queues it.
-    Release {
-        /// The held message's queue id.
-        id: String,
-    },
-    /// Removes a message from the spool, wherever it is.
-    Delete {
-        /// The message's queue id.
-        id: String,
-        /// Do not ask.
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Shows the path of an alert on loopback, with no setup.
-    Demo,
-    /// Prints a key's fingerprint (for [[recipients]].fingerprint), user IDs
-    /// and encryption subkeys; fails when it cannot encrypt.
-    Key {
-        /// An OpenPGP public key, ASCII-armored or binary.
-        file: PathBuf,
-    },
-    /// Prints the relay's certificate fingerprints in config syntax.
-    ///
-    /// Connects with STARTTLS on ports other than 465, implicit TLS on 465.
-    /// Without HOST, the configured relay.
-    Fingerprint {
-        /// HOST or HOST:PORT (port 587 when absent).
-        relay: Option<String>,
-        /// Use STARTTLS whatever the port.
-        #[arg(long, conflicts_with = "implicit")]
-        starttls: bool,
-        /// Use TLS from the first byte whatever the port.
-        #[arg(long)]
-        implicit: bool,
-    },
-    /// Makes queued messages due now (all, or the one named) and wakes the daemon.
-    Flush {
-        /// A queue id, as `relayctl queue` lists it.
-        id: Option<String>,
-    },
-}
+use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Relayctl::parse();
     let path = config::resolve_path(cli.config);
     let code = match cli.command {
         Command::Check => {
@@ -109,11 +31,17 @@ fn main() -> ExitCode {
             }
         },
         Command::Flush { id } => flush(&path, id.as_deref()),
-        Command::Test { to, no_send } => {
-            let opts = alert_relay::diagnose::Options {
+        Command::Test { to, no_send, json } => {
+            use alert_relay::diagnose::{Options, Output};
+            let opts = Options {
                 config: &path,
                 to: to.as_deref(),
                 no_send,
+                output: if json {
+                    Output::Json
+                } else {
+                    Output::text_for_stdout()
+                },
             };
             if alert_relay::diagnose::run(&opts) {
                 sysexits::OK

@@ -35,7 +35,49 @@ pub enum Mode {
     Flush,
     /// `-bi`, or invoked as `newaliases`: nothing to do, aliases live in relay.toml.
     NewAliases,
+    /// `--help`: print [`HELP`].
+    Help,
 }
+
+/// The one-line usage, printed after a usage error.
+const USAGE: &str = "usage: sendmail [-t] [-i] [-f sender] [-F name] [-C config] [recipient ...]";
+
+/// What `sendmail --help` prints; `packaging/man/sendmail.8` says the same at length.
+pub const HELP: &str = "\
+sendmail: queue a message for alert-relay, encrypted to each recipient's key
+
+usage: sendmail [-t] [-i] [-f sender] [-F name] [-C config] [recipient ...]
+       sendmail -bs | -bp | -q | -bi       (mailq = -bp, newaliases = -bi)
+
+Reads the message from standard input to end of file and exits 0 once it is
+durably in the spool; the daemon need not be running. Recipients are the
+arguments, or with -t (or none given) the To, Cc and Bcc fields; Bcc is removed.
+Every recipient must resolve through relay.toml's [aliases] to a configured
+[[recipients]] address.
+
+  -t          take recipients from To, Cc and Bcc
+  -i, -oi     accepted; a lone \".\" never ends the message anyway
+  -f, -r ADDR envelope sender
+  -F NAME     full name for a From field the message lacks
+  -C PATH     config file (also --config; drops the setgid privilege)
+  -v          print the queue ids
+  -bm         read a message and queue it (the default)
+  -bs         SMTP on standard input and output
+  -bp         list the queue (as mailq does)
+  -q          ask the daemon to run the queue now
+  -bi         nothing to do: aliases live in relay.toml (as newaliases)
+  Ignored for compatibility: other -o options, -B -N -R -V -X -h -L with
+  their values, -U -n -m -G.
+
+Exit status: 0 queued, 64 usage, 65 message too large, 67 unknown recipient
+(nothing queued), 75 spool full or unavailable (try again), 77 no permission
+on the spool, 78 bad config.
+
+Examples:
+  echo 'Subject: test' | sendmail root
+  sendmail -t < message.eml
+  mailq
+";
 
 /// The parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +123,10 @@ pub fn parse_args(program: &str, args: &[String]) -> Result<Args, String> {
         if arg == "--" {
             out.recipients.extend(args[i..].iter().cloned());
             break;
+        }
+        if arg == "--help" {
+            out.mode = Mode::Help;
+            continue;
         }
         if let Some(path) = arg.strip_prefix("--config") {
             out.config = Some(PathBuf::from(match path.strip_prefix('=') {
@@ -345,14 +391,17 @@ fn run_inner(program: &str, argv: &[String]) -> Result<(), Failure> {
     let args = parse_args(program, argv).map_err(|e| {
         Failure::new(
             sysexits::USAGE,
-            format!(
-                "{e}\nusage: sendmail [-t] [-i] [-f sender] [-F name] [-C config] [recipient ...]"
-            ),
+            format!("{e}\n{USAGE}\n(sendmail --help says more)"),
         )
     })?;
-    if args.mode == Mode::NewAliases {
+    match args.mode {
         // Aliases live in relay.toml's [aliases]; there is no database to build.
-        return Ok(());
+        Mode::NewAliases => return Ok(()),
+        Mode::Help => {
+            print!("{HELP}");
+            return Ok(());
+        }
+        _ => {}
     }
     let path = crate::config::resolve_path(args.config.clone());
     if is_privileged() && !is_default_config(&path) {
@@ -361,7 +410,7 @@ fn run_inner(program: &str, argv: &[String]) -> Result<(), Failure> {
     let config = crate::config::Config::load(&path)
         .map_err(|e| Failure::new(sysexits::CONFIG, e.to_string()))?;
     match args.mode {
-        Mode::NewAliases => Ok(()),
+        Mode::NewAliases | Mode::Help => Ok(()),
         Mode::ListQueue => {
             let rows = crate::spool::Spool::at(&config.queue.dir)
                 .list()

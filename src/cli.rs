@@ -1,0 +1,188 @@
+//! The command lines of `alert-relayd` and `relayctl`, in one place so
+//! that the binaries and their man pages (`packaging/man/`, rendered by
+//! `tests/man.rs`) come from the same definition.
+//!
+//! `sendmail`'s command line is sendmail's own, parsed getopt style in
+//! [`crate::ingest::sendmail`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Receives local mail on loopback SMTP, encrypts it to each recipient's
+/// OpenPGP key and relays it over verified TLS. Runs in the foreground.
+///
+/// Under systemd it is alert-relay.service, started by alert-relay.socket.
+/// SIGHUP re-reads the config (a config that does not validate is logged
+/// and the running one kept); SIGTERM finishes the SMTP transactions in
+/// flight and exits. Logs go to standard error, one key=value line per
+/// event, never with message content or secrets.
+#[derive(Parser, Debug)]
+#[command(
+    name = "alert-relayd",
+    version,
+    after_help = "Examples:
+  alert-relayd                              # /etc/alert-relay/relay.toml
+  alert-relayd --config ./relay.toml        # another config
+  ALERT_RELAY_CONFIG=./relay.toml alert-relayd
+  systemctl reload alert-relay              # SIGHUP: re-read the config"
+)]
+pub struct Daemon {
+    /// The config file [default: $ALERT_RELAY_CONFIG, else /etc/alert-relay/relay.toml]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// Diagnoses and manages alert-relay.
+///
+/// Every subcommand reads the config from --config, else
+/// $ALERT_RELAY_CONFIG, else /etc/alert-relay/relay.toml. Exit statuses
+/// follow sysexits(3): 0 ok, 64 usage, 65 data (a key that cannot
+/// encrypt), 67 no such message, 69 unavailable (a failed test), 75
+/// temporary failure, 78 config.
+#[derive(Parser, Debug)]
+#[command(
+    name = "relayctl",
+    version,
+    after_help = "Examples:
+  relayctl test                    # is the whole path working?
+  relayctl fingerprint             # the relay's certificate pins
+  relayctl key /etc/alert-relay/ossec.pub
+  relayctl queue
+  relayctl demo                    # the path on loopback, no setup"
+)]
+pub struct Relayctl {
+    /// The config file [default: $ALERT_RELAY_CONFIG, else /etc/alert-relay/relay.toml]
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands, in the order an admin meets them.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Walks the whole path and names the fix for the first failing step.
+    ///
+    /// Steps: config, each key (expiry; a warning within 30 days), the
+    /// password file, DNS, TCP, TLS and the certificate (on a mismatch,
+    /// the presented pins ready to paste), AUTH, MAIL/RCPT, then DATA of
+    /// an encrypted test alert with the relay's reply. The config, key and
+    /// password steps always run; the network steps stop at the first
+    /// failure. Needs no running daemon. Exit 0 only when every step
+    /// passed, 69 otherwise.
+    #[command(after_help = "Examples:
+  relayctl test                            # to the first configured recipient
+  relayctl test --to journalist@example.org
+  relayctl test --no-send                  # check everything, send nothing
+  relayctl test --json | jq '.steps[] | select(.ok | not)'")]
+    Test {
+        /// The test alert's recipient (a configured address or alias).
+        #[arg(long, value_name = "ADDR")]
+        to: Option<String>,
+        /// Stop after RCPT: check everything, send nothing.
+        #[arg(long)]
+        no_send: bool,
+        /// Print one JSON object at the end instead of lines:
+        /// {"ok": bool, "sent": bool, "steps": [{"step", "ok", "detail"}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints the relay's certificate pins in config syntax.
+    ///
+    /// Subject, issuer, expiry, SHA-1, SHA-256 and SPKI pins, and a
+    /// `fingerprints = [...]` line to paste into relay.toml.
+    /// Connects with STARTTLS on ports other than 465, implicit TLS on 465.
+    /// Without HOST, the configured relay. Nothing is sent after the TLS
+    /// handshake.
+    #[command(after_help = "Examples:
+  relayctl fingerprint                     # the configured relay
+  relayctl fingerprint smtp.gmail.com:587
+  relayctl fingerprint mail.example.net:2525 --implicit")]
+    Fingerprint {
+        /// HOST or HOST:PORT (port 587 when absent).
+        relay: Option<String>,
+        /// Use STARTTLS whatever the port.
+        #[arg(long, conflicts_with = "implicit")]
+        starttls: bool,
+        /// Use TLS from the first byte whatever the port.
+        #[arg(long)]
+        implicit: bool,
+    },
+    /// Prints a key's fingerprint, user IDs and encryption subkeys.
+    ///
+    /// The first line is the `fingerprint = "..."` line for the key's
+    /// [[recipients]] entry. Exit 65, with the reason, when the key cannot
+    /// encrypt (expired, revoked, no encryption subkey).
+    #[command(after_help = "Examples:
+  relayctl key /etc/alert-relay/ossec.pub
+  relayctl key journalist.asc | head -1 >> fingerprint-line.txt")]
+    Key {
+        /// An OpenPGP public key, ASCII-armored or binary.
+        file: PathBuf,
+    },
+    /// Validates the config completely.
+    ///
+    /// Syntax, every key, the keys' fingerprints and the password file's
+    /// mode. Exit 78 with every problem listed.
+    #[command(after_help = "Examples:
+  relayctl check
+  relayctl --config ./relay.toml check")]
+    Check,
+    /// Lists queued, deferred, held and failed messages.
+    ///
+    /// Id, state, size, arrival, attempts, next try, recipient and last
+    /// error. Works with the daemon running or stopped.
+    #[command(after_help = "Examples:
+  relayctl queue
+  relayctl queue --json | jq -r '.[] | select(.state == \"held\") | .id'")]
+    Queue {
+        /// One JSON array of objects (id, state, recipient, size, created,
+        /// attempts, next_attempt, last_error).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Makes queued messages due now and wakes the daemon.
+    ///
+    /// All of them, or the one named.
+    #[command(after_help = "Examples:
+  relayctl flush                           # after fixing the relay
+  relayctl flush 6614ACD4A22A700255500000")]
+    Flush {
+        /// A queue id, as `relayctl queue` lists it.
+        id: Option<String>,
+    },
+    /// Encrypts a held message with the key as configured now and queues it.
+    ///
+    /// Exit 65 while the recipient's key still cannot encrypt.
+    #[command(
+        after_help = "Example, after replacing an expired key and its fingerprint:
+  systemctl reload alert-relay
+  relayctl release 6614ACD4A22A700255500000"
+    )]
+    Release {
+        /// The held message's queue id.
+        id: String,
+    },
+    /// Removes a message from the spool, wherever it is.
+    #[command(after_help = "Examples:
+  relayctl delete 6614ACD4A22A700255500000        # asks first
+  relayctl delete 6614ACD4A22A700255500000 --yes")]
+    Delete {
+        /// The message's queue id.
+        id: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Shows the path of an alert on loopback, with no setup.
+    ///
+    /// A throwaway OpenPGP key, TLS certificate, config, spool and a
+    /// stand-in relay with STARTTLS and AUTH; an OSSEC alert over SMTP and
+    /// a cron message through sendmail go through the real daemon code,
+    /// and the demo shows what the relay received and its decryption.
+    /// Everything is removed at the end.
+    #[command(after_help = "Example:
+  relayctl demo")]
+    Demo,
+}
