@@ -236,6 +236,32 @@ fn rsa4096_and_curve25519_recipients() {
     }
 }
 
+#[test]
+fn rsa2048_recipient_decrypts_with_gpg() {
+    // The RSA session-key packet is built in src/encrypt/rsa.rs, padded to
+    // the modulus length: check the smallest RSA key as well as RSA-4096.
+    let setup = Setup::new();
+    with_key(&setup, "rsa2048", "");
+    let entries = submit(&setup, OSSEC, &["alerts@example.org"]);
+    assert_eq!(entries.len(), 1);
+    let gpg = Gpg::with_keys(&["rsa2048"]);
+    let packets = gpg.list_packets(&entries[0].payload);
+    assert!(
+        packets.contains(":pubkey enc packet: version 3, algo 1"),
+        "{packets}"
+    );
+    assert!(contains(
+        &gpg.decrypt(&entries[0].payload),
+        b"MARKER-ALERT-BODY"
+    ));
+    assert!(
+        !Gpg::with_keys(&["alerts"])
+            .try_decrypt(&entries[0].payload)
+            .status
+            .success()
+    );
+}
+
 fn with_key(setup: &Setup, name: &str, extra: &str) {
     setup.write_config(&setup.config_with_key("alerts", name, extra));
 }

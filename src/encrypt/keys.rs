@@ -213,6 +213,15 @@ pub struct RecipientKey {
     pub fingerprint: KeyFingerprint,
     pub path: PathBuf,
     pub cert: Arc<Cert>,
+    /// The cert's RSA keys, prepared once for [`super::rsa`]'s fast path.
+    pub rsa: Arc<[super::rsa::RsaKey]>,
+}
+
+impl RecipientKey {
+    /// The prepared RSA key with this fingerprint, if there is one.
+    pub fn rsa(&self, fingerprint: &openpgp::Fingerprint) -> Option<&super::rsa::RsaKey> {
+        self.rsa.iter().find(|k| k.fingerprint() == fingerprint)
+    }
 }
 
 /// Every recipient's key, loaded once per config load.
@@ -245,6 +254,10 @@ impl Keyring {
                     recipient: Recipient(address),
                     fingerprint: r.fingerprint.clone(),
                     path: r.key.clone(),
+                    rsa: cert
+                        .keys()
+                        .filter_map(|ka| super::rsa::RsaKey::new(ka.key().role_as_unspecified()))
+                        .collect(),
                     cert: Arc::new(cert),
                 }),
                 (Err(e), _) => problems.push(Problem {

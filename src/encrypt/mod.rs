@@ -14,6 +14,7 @@
 
 pub mod keys;
 mod mime;
+mod rsa;
 pub mod subject;
 
 use std::io::Write;
@@ -21,7 +22,12 @@ use std::time::SystemTime;
 
 use sequoia_openpgp as openpgp;
 
+use openpgp::Packet;
+use openpgp::cert::Preferences;
+use openpgp::cert::amalgamation::ValidAmalgamation;
+use openpgp::serialize::Serialize;
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message};
+use openpgp::types::SymmetricAlgorithm;
 
 use crate::config::{Config, KeyFailurePolicy, Mailbox, MessageFormat, SubjectPolicy};
 use crate::spool::QueueId;
@@ -151,15 +157,49 @@ fn encrypt_armored(
 ) -> Result<Vec<u8>, CannotEncrypt> {
     keys::can_encrypt(&key.cert, now)?;
     let recipients: Vec<_> = keys::encryption_keys(&key.cert, now).collect();
+    // RSA keys of a cert without SEIPDv2 (AEAD) support take the fast path
+    // of `rsa`; anything else, sequoia's own PKESK code.
+    let seipdv2 = recipients.iter().any(|ka| {
+        ka.valid_cert()
+            .features()
+            .is_some_and(|f| f.supports_seipdv2())
+    });
+    let fast: Option<Vec<&rsa::RsaKey>> = if seipdv2 {
+        None
+    } else {
+        recipients
+            .iter()
+            .map(|ka| key.rsa(&ka.key().fingerprint()))
+            .collect()
+    };
     // sequoia refuses only what the policy or the key rules out.
     let failed = |e: openpgp::anyhow::Error| CannotEncrypt::Policy(e.to_string());
     let mut sink = Vec::with_capacity(plaintext.len() * 2 + 1024);
     {
         let message = Message::new(&mut sink);
-        let message = Armorer::new(message).build().map_err(failed)?;
-        let message = Encryptor::for_recipients(message, recipients)
-            .build()
-            .map_err(failed)?;
+        let mut message = Armorer::new(message).build().map_err(failed)?;
+        let message = match fast {
+            Some(rsa_keys) if !rsa_keys.is_empty() => {
+                let algo = SymmetricAlgorithm::AES256;
+                let session_key =
+                    rsa::session_key(algo).map_err(|e| CannotEncrypt::Policy(e.to_string()))?;
+                for rsa_key in rsa_keys {
+                    let pkesk = rsa_key
+                        .pkesk(algo, &session_key)
+                        .map_err(|e| CannotEncrypt::Policy(e.to_string()))?;
+                    Packet::from(pkesk)
+                        .serialize(&mut message)
+                        .map_err(failed)?;
+                }
+                Encryptor::with_session_key(message, algo, session_key)
+                    .map_err(failed)?
+                    .build()
+                    .map_err(failed)?
+            }
+            _ => Encryptor::for_recipients(message, recipients)
+                .build()
+                .map_err(failed)?,
+        };
         let mut writer = LiteralWriter::new(message).build().map_err(failed)?;
         writer
             .write_all(plaintext)

@@ -7,6 +7,8 @@
 #   expired      an encryption subkey that expired in 2020
 #   revoked      a revoked key
 #   signonly     a key with no encryption subkey
+#   rsa2048      RSA-2048 with an RSA-2048 encryption subkey (the smallest RSA
+#                the policy accepts: src/encrypt/rsa.rs pads to its length)
 #
 # NAME.asc is the public key, NAME.sec.asc the secret key (no passphrase;
 # tests decrypt with it), alerts.gpg the public key in binary form, and
@@ -27,6 +29,8 @@ g --faked-system-time 20200101T000000 --quick-add-key "$(fpr expired@example.org
 g --quick-gen-key 'Revoked <revoked@example.org>' ed25519 sign never
 g --quick-add-key "$(fpr revoked@example.org)" cv25519 encr never
 g --quick-gen-key 'Sign Only <signonly@example.org>' ed25519 sign never
+g --quick-gen-key 'RSA 2048 <rsa2048@example.org>' rsa2048 sign never
+g --quick-add-key "$(fpr rsa2048@example.org)" rsa2048 encr never
 
 # GnuPG writes a revocation certificate for every key; importing it revokes.
 rev="$home/openpgp-revocs.d/$(fpr revoked@example.org).rev"
@@ -34,7 +38,7 @@ sed 's/^:-----BEGIN/-----BEGIN/' "$rev" > "$home/revoke.asc"
 g --import "$home/revoke.asc"
 
 : > fingerprints.txt
-for name in alerts journalist expired revoked signonly; do
+for name in alerts journalist expired revoked signonly rsa2048; do
     g --armor --export "$name@example.org" > "$name.asc"
     g --armor --export-secret-keys "$name@example.org" > "$name.sec.asc"
     echo "$name $(fpr "$name@example.org")" >> fingerprints.txt
