@@ -319,7 +319,7 @@ async fn network(
             );
         }
     };
-    let ok = match conn.send(&from, to.0.as_str(), &sealed).await {
+    let ok = match conn.send(&from, to.0.as_str(), &sealed, false).await {
         Ok(reply) => report.step(
             true,
             "DATA",

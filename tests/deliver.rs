@@ -182,6 +182,13 @@ fn old_and_new_pins_survive_a_certificate_swap() {
     let got = relay.wait_messages(1);
     assert_eq!(got.len(), 1, "{}", daemon.log());
     assert!(decrypts(&got[0]));
+    // The kept connection the old relay closed cost a new connection, not
+    // a deferral.
+    assert!(
+        !daemon.log().contains("status=deferred"),
+        "{}",
+        daemon.log()
+    );
 }
 
 #[test]
@@ -242,24 +249,38 @@ fn relay_down_then_up_delivers_exactly_once_after_flush() {
 
 #[test]
 fn a_550_moves_the_message_to_failed_with_the_reply() {
-    let (_relay, setup, _daemon, log) = attempted(
-        &["--rcpt-reply", "550 5.1.1 no such user here"],
-        "",
-        "failed",
-    );
-    assert!(log.contains("550 5.1.1 no such user here"), "{log}");
-    let failed = setup.wait_entries("failed", 1);
-    assert_eq!(failed.len(), 1);
-    assert!(
-        failed[0].note.contains("550 5.1.1 no such user here"),
-        "{}",
-        failed[0].note
-    );
-    assert!(setup.queued().is_empty());
+    // Pipelined, the RCPT refusal is among three replies read at once.
+    for pipelining in [&[][..], &["--pipelining"]] {
+        let mut args = vec!["--rcpt-reply", "550 5.1.1 no such user here"];
+        args.extend_from_slice(pipelining);
+        let (_relay, setup, _daemon, log) = attempted(&args, "", "failed");
+        assert!(log.contains("550 5.1.1 no such user here"), "{log}");
+        let failed = setup.wait_entries("failed", 1);
+        assert_eq!(failed.len(), 1);
+        assert!(
+            failed[0]
+                .note
+                .contains("RCPT TO refused: 550 5.1.1 no such user here"),
+            "{pipelining:?}: {}",
+            failed[0].note
+        );
+        assert!(setup.queued().is_empty());
+    }
 }
 
 #[test]
 fn two_hundred_queued_messages_go_out_over_one_connection() {
+    two_hundred_over_one_connection(&[]);
+}
+
+#[test]
+fn pipelined_two_hundred_go_out_over_one_connection() {
+    two_hundred_over_one_connection(&["--pipelining"]);
+}
+
+/// 200 queued messages, then the relay: one connection, RSET between
+/// transactions, every message once and decryptable.
+fn two_hundred_over_one_connection(relay_args: &[&str]) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -280,12 +301,44 @@ fn two_hundred_queued_messages_go_out_over_one_connection() {
     let out = setup.sendmail(&["-bs"], &session);
     assert!(out.status.success());
     assert_eq!(setup.entries("incoming").len(), 200);
-    let relay = Relay::start_on(port, &[]);
+    let relay = Relay::start_on(port, relay_args);
     let daemon = setup.start();
-    assert_eq!(relay.wait_messages(200).len(), 200, "{}", daemon.log());
+    let got = relay.wait_messages(200);
+    assert_eq!(got.len(), 200, "{}", daemon.log());
     assert_eq!(relay.count("starttls"), 1, "one connection");
     assert_eq!(relay.count("auth"), 1);
+    assert_eq!(relay.count("rset"), 199, "RSET between transactions");
     assert!(setup.wait_queue_empty());
+    // Each exactly once, and each decrypts to its own marker.
+    let gpg = common::Gpg::with_keys(&["journalist"]);
+    let mut markers: Vec<String> = got
+        .iter()
+        .step_by(40)
+        .map(|m| {
+            let inner = String::from_utf8_lossy(&gpg.decrypt(m)).to_string();
+            inner
+                .split("MARKER-")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    markers.dedup();
+    assert_eq!(markers.len(), 5);
+    let subjects: std::collections::HashSet<String> = got
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(m)
+                .lines()
+                .find(|l| l.starts_with("Message-ID:"))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(subjects.len(), 200, "no duplicates");
 }
 
 #[test]

@@ -122,6 +122,12 @@ impl DeliverError {
         matches!(self, DeliverError::Rejected { reply, stage } if reply.is_permanent() && matches!(stage, Stage::Mail | Stage::Rcpt | Stage::Data))
     }
 
+    /// Whether it failed before any message data went out (at RSET, MAIL
+    /// FROM or RCPT TO): then the relay cannot hold the message.
+    pub fn before_data(&self) -> bool {
+        matches!(self.stage(), Stage::Rset | Stage::Mail | Stage::Rcpt)
+    }
+
     /// Whether the connection is still usable for the next message.
     pub fn connection_usable(&self) -> bool {
         matches!(self, DeliverError::Rejected { .. })
@@ -295,6 +301,8 @@ pub struct Connection {
     conn: Conn<Box<dyn Stream>>,
     /// "TLSv1.3" or "TLSv1.2", for the logs.
     pub tls_version: &'static str,
+    /// The extensions the relay announced in EHLO over TLS.
+    extensions: Vec<String>,
 }
 
 /// The command/reply layer over any stream (plain before STARTTLS, TLS after).
@@ -332,8 +340,21 @@ impl Connection {
                 )
             }
         };
-        conn.ehlo(s).await?;
-        Ok(Connection { conn, tls_version })
+        let extensions = conn.ehlo(s).await?;
+        Ok(Connection {
+            conn,
+            tls_version,
+            extensions,
+        })
+    }
+
+    /// Whether the relay announced `keyword` (e.g. "PIPELINING").
+    fn offers(&self, keyword: &str) -> bool {
+        self.extensions.iter().any(|e| {
+            e.split_whitespace()
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case(keyword))
+        })
     }
 
     /// AUTH, when the settings have an identity; a no-op otherwise.
@@ -341,8 +362,9 @@ impl Connection {
         let Some(identity) = &s.identity else {
             return Ok(());
         };
-        let caps = self.conn.ehlo(s).await?;
-        self.conn.auth(identity, &s.password, &caps).await
+        self.conn
+            .auth(identity, &s.password, &self.extensions)
+            .await
     }
 
     /// MAIL FROM and RCPT TO, without data: what `relayctl test --no-send`
@@ -381,23 +403,66 @@ impl Connection {
         }
     }
 
-    /// One transaction: MAIL, RCPT, DATA with the payload. Returns the
-    /// relay's final reply (with its queue id).
+    /// One transaction: MAIL, RCPT, DATA with the payload, after RSET when
+    /// `reset` (a connection that carried a transaction before). Returns
+    /// the relay's final reply (with its queue id).
+    ///
+    /// When the relay offers PIPELINING (RFC 2920), RSET, MAIL, RCPT and
+    /// DATA go out in one write and their replies are read in order: two
+    /// round trips per message instead of five.
     pub async fn send(
         &mut self,
         from: &str,
         to: &str,
         payload: &[u8],
+        reset: bool,
     ) -> Result<Reply, DeliverError> {
-        let c = &mut self.conn;
-        for (stage, line, code) in [
+        let mut commands = Vec::with_capacity(4);
+        if reset {
+            commands.push((Stage::Rset, "RSET".to_string(), 250));
+        }
+        commands.extend([
             (Stage::Mail, format!("MAIL FROM:<{from}>"), 250),
             (Stage::Rcpt, format!("RCPT TO:<{to}>"), 250),
             (Stage::Data, "DATA".to_string(), 354),
-        ] {
-            let reply = c.command(stage, &line).await?;
-            if reply.code != code {
-                return Err(DeliverError::Rejected { stage, reply });
+        ]);
+        let pipelining = self.offers("PIPELINING");
+        let c = &mut self.conn;
+        if pipelining {
+            let batch: String = commands
+                .iter()
+                .map(|(_, l, _)| format!("{l}\r\n"))
+                .collect();
+            c.write(Stage::Mail, batch.as_bytes()).await?;
+            // Every reply is read, so the next transaction starts in step;
+            // the first refusal is the one reported.
+            let mut refused = None;
+            let mut data_accepted = false;
+            for (stage, _, code) in &commands {
+                let reply = c.read_reply(*stage).await?;
+                data_accepted = *stage == Stage::Data && reply.code == 354;
+                if reply.code != *code && refused.is_none() {
+                    refused = Some(DeliverError::Rejected {
+                        stage: *stage,
+                        reply,
+                    });
+                }
+            }
+            if let Some(e) = refused {
+                // A relay that said 354 after refusing the recipient gets
+                // an empty message, ended at once, and its reply ignored.
+                if data_accepted {
+                    c.write(Stage::Data, b".\r\n").await?;
+                    c.read_reply(Stage::Data).await?;
+                }
+                return Err(e);
+            }
+        } else {
+            for (stage, line, code) in commands {
+                let reply = c.command(stage, &line).await?;
+                if reply.code != code {
+                    return Err(DeliverError::Rejected { stage, reply });
+                }
             }
         }
         c.write(Stage::Data, &dot_stuff(payload)).await?;
@@ -410,14 +475,6 @@ impl Connection {
                 reply,
             })
         }
-    }
-
-    /// NOOP: whether a kept-alive connection is still there.
-    pub async fn alive(&mut self) -> bool {
-        self.conn
-            .command_expect(Stage::Rset, "NOOP", 250)
-            .await
-            .is_ok()
     }
 
     /// RSET between transactions; an error means the connection is gone.

@@ -3,9 +3,12 @@
 //! - It wakes when new mail is queued, when `relayctl flush` or
 //!   `sendmail -q` pokes the spool, and when the next deferred entry is
 //!   due.
-//! - Everything due goes over one connection, RSET between transactions;
-//!   the connection stays open for [`KEEPALIVE`] in case more mail comes,
-//!   so a burst of alerts pays for one TLS handshake.
+//! - Everything due goes over one connection, RSET between transactions
+//!   (pipelined with the next transaction's commands when the relay offers
+//!   PIPELINING); the connection stays open for [`KEEPALIVE`] in case more
+//!   mail comes, so a burst of alerts pays for one TLS handshake. When the
+//!   relay has closed a kept connection, the transaction is tried once
+//!   more on a new one.
 //! - Per message: 2xx removes the entry (sent); 5xx to MAIL, RCPT or DATA
 //!   moves it to `failed/` with the reply; anything else (4xx, timeouts,
 //!   network, TLS, AUTH) defers it on the `queue.retry` schedule, kept in
@@ -20,12 +23,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, watch};
 
-use super::client::{Connection, Settings};
+use super::client::{Connection, DeliverError, Reply, Settings};
 use crate::ingest::Context;
 use crate::spool::{Pending, QueueId, Spool, State};
 
 /// How long an idle connection to the relay is kept for more mail.
 pub const KEEPALIVE: Duration = Duration::from_secs(5);
+/// How long removals of delivered entries may wait for their directory
+/// fsync. Syncing after every message was one of the three fsyncs an
+/// alert cost (file and directory at commit, directory at removal); the
+/// price is that a power failure (not a crash: the kernel still
+/// writes the directory) can resend what was delivered in the last second.
+/// Delivery is at least once either way.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// The longest the runner sleeps without looking at the queue.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
@@ -43,13 +53,15 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut prepared: Option<Prepared> = None;
-    let mut conn: Option<(Connection, Instant)> = None;
+    let mut conn: Option<Kept> = None;
+    // Since when removals from queue/ wait for their directory fsync.
+    let mut unsynced: Option<Instant> = None;
     loop {
         let ctx = ctx_rx.borrow().clone();
         if prepared.as_ref().is_none_or(|p| !Arc::ptr_eq(&p.ctx, &ctx)) {
             // A new config: new settings, and a new connection.
-            if let Some((c, _)) = conn.take() {
-                c.quit().await;
+            if let Some(k) = conn.take() {
+                k.conn.quit().await;
             }
             let settings =
                 Settings::from_config(&ctx.config, &ctx.hostname).map_err(|e| e.to_string());
@@ -63,7 +75,14 @@ pub async fn run(
         }
         let Some(p) = prepared.as_ref() else { continue };
 
-        let next_due = deliver_due(&spool, &ctx, &p.settings, &mut conn).await;
+        let (next_due, sent) = deliver_due(&spool, &ctx, &p.settings, &mut conn).await;
+        if sent {
+            unsynced.get_or_insert_with(Instant::now);
+        }
+        if unsynced.is_some_and(|since| since.elapsed() >= SYNC_EVERY) {
+            sync_queue(&spool).await;
+            unsynced = None;
+        }
 
         let now = SystemTime::now();
         let mut sleep = next_due
@@ -73,18 +92,24 @@ pub async fn run(
         if conn.is_some() {
             sleep = sleep.min(KEEPALIVE);
         }
+        if let Some(since) = unsynced {
+            sleep = sleep.min(SYNC_EVERY.saturating_sub(since.elapsed()));
+        }
         tokio::select! {
             _ = queued.notified() => {}
             _ = tokio::time::sleep(sleep) => {
-                if conn.as_ref().is_some_and(|(_, last)| last.elapsed() >= KEEPALIVE)
-                    && let Some((c, _)) = conn.take()
+                if conn.as_ref().is_some_and(|k| k.last_used.elapsed() >= KEEPALIVE)
+                    && let Some(k) = conn.take()
                 {
-                    c.quit().await;
+                    k.conn.quit().await;
                 }
             }
             _ = stop.changed() => {
-                if let Some((c, _)) = conn.take() {
-                    c.quit().await;
+                if let Some(k) = conn.take() {
+                    k.conn.quit().await;
+                }
+                if unsynced.is_some() {
+                    sync_queue(&spool).await;
                 }
                 return;
             }
@@ -92,23 +117,32 @@ pub async fn run(
     }
 }
 
-/// Delivers every due entry; returns when the next deferred one is due.
+/// Makes removals from `queue/` durable.
+async fn sync_queue(spool: &Spool) {
+    let s = spool.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.sync_queue()).await {
+        tracing::error!("cannot sync the queue directory: {e}");
+    }
+}
+
+/// Delivers every due entry; returns when the next deferred one is due,
+/// and whether any was sent.
 async fn deliver_due(
     spool: &Spool,
     ctx: &Context,
     settings: &Result<Settings, String>,
-    conn: &mut Option<(Connection, Instant)>,
-) -> Option<SystemTime> {
+    conn: &mut Option<Kept>,
+) -> (Option<SystemTime>, bool) {
     let s = spool.clone();
     let pending = match tokio::task::spawn_blocking(move || s.pending()).await {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {
             tracing::error!("cannot read the queue: {e}");
-            return Some(SystemTime::now() + MAX_SLEEP);
+            return (Some(SystemTime::now() + MAX_SLEEP), false);
         }
         Err(e) => {
             tracing::error!("queue scan failed: {e}");
-            return Some(SystemTime::now() + MAX_SLEEP);
+            return (Some(SystemTime::now() + MAX_SLEEP), false);
         }
     };
     let now = SystemTime::now();
@@ -126,15 +160,6 @@ async fn deliver_due(
         now,
     };
     let sender = ctx.sealer.sender.address.as_str().to_string();
-
-    // A kept-alive connection the relay has since closed is no reason to
-    // defer anything: check it, and open a new one if it is gone.
-    if !due.is_empty()
-        && let Some((c, _)) = conn.as_mut()
-        && !c.alive().await
-    {
-        *conn = None;
-    }
 
     let mut any_sent = false;
     // Once the relay cannot be reached, the rest of this batch is deferred
@@ -160,47 +185,57 @@ async fn deliver_due(
         let (tls, outcome, keep) = match (settings, &unreachable) {
             (Err(e), _) => (NO_TLS, Outcome::Deferred(e.clone()), false),
             (Ok(_), Some(reason)) => (NO_TLS, Outcome::Deferred(reason.clone()), false),
-            (Ok(s), None) => match open_if_needed(conn, s).await {
+            (Ok(s), None) => match transact(conn, s, &sender, to, &entry.payload).await {
                 Err(reason) => {
                     unreachable = Some(reason.clone());
                     (NO_TLS, Outcome::Deferred(reason), false)
                 }
-                Ok((c, last_used)) => {
-                    let result = c.send(&sender, to, &entry.payload).await;
-                    *last_used = Instant::now();
-                    match result {
-                        Ok(reply) => (c.tls_version, Outcome::Sent(reply.to_string()), true),
-                        Err(e) if e.is_permanent() => {
-                            (c.tls_version, Outcome::Failed(e.to_string()), true)
-                        }
-                        Err(e) => (
-                            c.tls_version,
-                            Outcome::Deferred(e.to_string()),
-                            e.connection_usable(),
-                        ),
-                    }
+                Ok((tls, Ok(reply))) => (tls, Outcome::Sent(reply.to_string()), true),
+                Ok((tls, Err(e))) if e.is_permanent() => {
+                    (tls, Outcome::Failed(e.to_string()), true)
                 }
+                Ok((tls, Err(e))) => (tls, Outcome::Deferred(e.to_string()), e.connection_usable()),
             },
         };
         any_sent |= matches!(outcome, Outcome::Sent(_));
         batch.record(&p, to, tls, attempt, outcome).await;
-        // RSET between transactions; a connection that cannot take one is dropped.
-        let reset_ok = keep
-            && match conn.as_mut() {
-                Some((c, _)) => c.rset().await.is_ok(),
-                None => false,
-            };
-        if !reset_ok {
+        if !keep {
             *conn = None;
         }
     }
-    if any_sent {
-        let s = spool.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.sync_queue()).await {
-            tracing::error!("cannot sync the queue directory: {e}");
+    (next_due, any_sent)
+}
+
+/// One transaction on the kept connection, or on a new one. A kept
+/// connection the relay has closed meanwhile (it fails before any message
+/// data went out) is no reason to defer: the transaction is tried once
+/// more on a new connection. `Err` is why no connection could be opened.
+async fn transact(
+    conn: &mut Option<Kept>,
+    settings: &Settings,
+    from: &str,
+    to: &str,
+    payload: &[u8],
+) -> Result<(&'static str, Result<Reply, DeliverError>), String> {
+    loop {
+        let fresh = conn.is_none();
+        let k = open_if_needed(conn, settings).await?;
+        let result = k.conn.send(from, to, payload, k.used).await;
+        k.used = true;
+        k.last_used = Instant::now();
+        match result {
+            Err(e) if !fresh && e.before_data() && !e.connection_usable() => *conn = None,
+            result => return Ok((k.conn.tls_version, result)),
         }
     }
-    next_due
+}
+
+/// The connection kept open between batches.
+struct Kept {
+    conn: Connection,
+    last_used: Instant,
+    /// Whether it carried a transaction: the next one starts with RSET.
+    used: bool,
 }
 
 /// The `tls=` of a log line when no TLS session was involved.
@@ -209,14 +244,18 @@ const NO_TLS: &str = "-";
 /// The open connection, opening one if there is none; the error is the
 /// reason to log.
 async fn open_if_needed<'c>(
-    conn: &'c mut Option<(Connection, Instant)>,
+    conn: &'c mut Option<Kept>,
     settings: &Settings,
-) -> Result<&'c mut (Connection, Instant), String> {
+) -> Result<&'c mut Kept, String> {
     if conn.is_none() {
         let opened = Connection::open(settings)
             .await
             .map_err(|e| e.to_string())?;
-        *conn = Some((opened, Instant::now()));
+        *conn = Some(Kept {
+            conn: opened,
+            last_used: Instant::now(),
+            used: false,
+        });
     }
     conn.as_mut().ok_or_else(|| "no connection".to_string())
 }

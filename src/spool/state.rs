@@ -146,20 +146,31 @@ impl Spool {
     /// directory fsync for the batch). A crash before that fsync can only
     /// send a message twice, never lose one: delivery is at least once.
     pub fn delivered(&self, ids: &[QueueId]) -> Result<(), SpoolError> {
-        let queue = self.dir("queue");
         for id in ids {
-            let msg = queue.join(format!("{id}{MSG_SUFFIX}"));
-            fs::remove_file(&msg).map_err(|e| SpoolError::io("remove", &msg, e))?;
-            let _ = fs::remove_file(self.state_path(id));
+            self.remove_delivered(id)?;
         }
-        sync_dir(&queue)
+        self.sync_queue()
     }
 
     /// Removes one delivered entry without syncing the directory; call
-    /// [`Spool::sync_queue`] after a batch.
+    /// [`Spool::sync_queue`] after a batch. In the daemon the file becomes
+    /// an empty spare (see `Spares`) rather than being unlinked.
     pub fn remove_delivered(&self, id: &QueueId) -> Result<(), SpoolError> {
         let msg = self.dir("queue").join(format!("{id}{MSG_SUFFIX}"));
-        fs::remove_file(&msg).map_err(|e| SpoolError::io("remove", &msg, e))?;
+        match self.spares.as_deref().filter(|s| s.has_room()) {
+            Some(spares) => {
+                let spare = spares.new_name(&self.dir("tmp"));
+                fs::rename(&msg, &spare).map_err(|e| SpoolError::io("remove", &msg, e))?;
+                // Emptied at once: nothing of a delivered message stays.
+                match OpenOptions::new().write(true).truncate(true).open(&spare) {
+                    Ok(_) => spares.put(spare),
+                    Err(_) => {
+                        let _ = fs::remove_file(&spare);
+                    }
+                }
+            }
+            None => fs::remove_file(&msg).map_err(|e| SpoolError::io("remove", &msg, e))?,
+        }
         let _ = fs::remove_file(self.state_path(id));
         Ok(())
     }
@@ -176,7 +187,12 @@ impl Spool {
             kind: Kind::Outgoing,
             ..entry
         };
-        write_durably(&self.dir("tmp"), &[(&failed, self.dir("failed"))], 0o600)?;
+        write_durably(
+            &self.dir("tmp"),
+            &[(&failed, self.dir("failed"))],
+            0o600,
+            None,
+        )?;
         self.delivered(std::slice::from_ref(id))
     }
 

@@ -32,6 +32,7 @@ p.add_argument("--user", default="ossec@example.net")
 p.add_argument("--password", default="correct horse battery staple")
 p.add_argument("--mechanisms", default="PLAIN LOGIN")
 p.add_argument("--rcpt-reply", default="", help="reply to every RCPT, e.g. '550 5.1.1 no such user'")
+p.add_argument("--pipelining", action="store_true", help="announce PIPELINING (RFC 2920)")
 args = p.parse_args()
 
 events_path = os.path.join(args.outdir, "events.jsonl")
@@ -50,6 +51,10 @@ class Handler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         event("ehlo", session, host=hostname)
         session.host_name = hostname
+        if args.pipelining:
+            # aiosmtpd reads commands one by one from its stream, so
+            # pipelined commands work; it just does not announce it.
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, options):
@@ -95,6 +100,10 @@ class LoggingSMTP(SMTP):
     async def smtp_STARTTLS(self, arg):
         event("starttls", self.session)
         return await super().smtp_STARTTLS(arg)
+
+    async def smtp_RSET(self, arg):
+        event("rset", self.session)
+        return await super().smtp_RSET(arg)
 
 
 class RelayController(Controller):
