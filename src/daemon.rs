@@ -37,7 +37,13 @@ const PICKUP_INTERVAL: Duration = Duration::from_secs(5);
 pub enum StartError {
     Config(ConfigError),
     Spool(SpoolError),
-    Bind { addr: SocketAddr, source: io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    Activation(crate::systemd::ActivationError),
+    /// systemd passed a socket on an address that is not loopback.
+    NotLoopback(SocketAddr),
     NoListener,
     Runtime(io::Error),
 }
@@ -62,6 +68,12 @@ impl fmt::Display for StartError {
                     _ => Ok(()),
                 }
             }
+            StartError::Activation(e) => write!(f, "{e}"),
+            StartError::NotLoopback(addr) => write!(
+                f,
+                "systemd passed a socket on {addr}, which is not loopback: fix ListenStream= in \
+                 alert-relay.socket, or set listen.allow_remote = true if that is intended"
+            ),
             StartError::NoListener => write!(f, "no address in listen.addresses could be bound"),
             StartError::Runtime(e) => write!(f, "cannot start the runtime: {e}"),
         }
@@ -100,7 +112,9 @@ pub fn run(config_path: &Path) -> u8 {
         Err(e) => {
             tracing::error!("{e}");
             match e {
-                StartError::Config(_) => sysexits::CONFIG,
+                StartError::Config(_) | StartError::Activation(_) | StartError::NotLoopback(_) => {
+                    sysexits::CONFIG
+                }
                 _ => sysexits::OSERR,
             }
         }
@@ -149,7 +163,10 @@ impl Daemon {
                 "removed unacknowledged partial writes from tmp/"
             );
         }
-        let listeners = bind(&config.listen).await?;
+        let listeners = match crate::systemd::listen_fds().map_err(StartError::Activation)? {
+            Some(inherited) => adopt(inherited, &config.listen)?,
+            None => bind(&config.listen).await?,
+        };
         let wake = spool
             .bind_wake()
             .and_then(|s| {
@@ -224,6 +241,9 @@ impl Daemon {
             stop_rx.clone(),
         ));
         tracing::info!(spool = %spool.root().display(), "started");
+        // Config validated, spool open, sockets listening: ready.
+        notify(&format!("READY=1\nSTATUS={}", status(&spool)));
+        tokio::spawn(status_loop(spool.clone(), stop_rx.clone()));
 
         tokio::pin!(stop);
         loop {
@@ -236,6 +256,7 @@ impl Daemon {
         }
 
         tracing::info!("stopping: finishing the transactions in flight");
+        notify("STOPPING=1\nSTATUS=stopping: finishing the transactions in flight");
         let _ = stop_tx.send(true);
         // Sessions hold a permit each; once all are back, nothing is in flight.
         // A session in DATA ends by itself within the idle timeout.
@@ -252,6 +273,29 @@ impl Daemon {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Takes the sockets systemd passed (alert-relay.socket decides the
+/// addresses then, not `listen.addresses`), holding them to the same
+/// loopback rule.
+fn adopt(
+    inherited: Vec<std::net::TcpListener>,
+    listen: &Listen,
+) -> Result<Vec<TcpListener>, StartError> {
+    let mut out = Vec::new();
+    for std_listener in inherited {
+        let listener = TcpListener::from_std(std_listener).map_err(StartError::Runtime)?;
+        let addr = listener.local_addr().map_err(StartError::Runtime)?;
+        if !addr.ip().is_loopback() && !listen.allow_remote {
+            return Err(StartError::NotLoopback(addr));
+        }
+        tracing::info!(addr = %addr, from = "systemd", "listening");
+        out.push(listener);
+    }
+    if out.is_empty() {
+        return Err(StartError::NoListener);
+    }
+    Ok(out)
 }
 
 /// Binds every configured address. An IPv6 loopback the host lacks is
@@ -281,6 +325,37 @@ async fn bind(listen: &Listen) -> Result<Vec<TcpListener>, StartError> {
         return Err(StartError::NoListener);
     }
     Ok(out)
+}
+
+/// How often the STATUS= line systemd shows is refreshed.
+const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Tells systemd, when it listens; a failure is logged, never fatal.
+fn notify(state: &str) {
+    if let Err(e) = crate::systemd::notify(state) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// The STATUS= line: what `systemctl status alert-relay` shows.
+fn status(spool: &Spool) -> String {
+    match spool.counts() {
+        Ok(c) => format!("{} queued, {} held, {} failed", c.queued, c.held, c.failed),
+        Err(e) => format!("cannot read the spool: {e}"),
+    }
+}
+
+async fn status_loop(spool: Spool, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(STATUS_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        let s = spool.clone();
+        if let Ok(line) = tokio::task::spawn_blocking(move || status(&s)).await {
+            notify(&format!("STATUS={line}"));
+        }
+    }
 }
 
 /// Re-reads the config; a bad one is logged and the running one kept.

@@ -26,3 +26,4 @@ pub mod route;
 pub mod spool;
 pub mod standin;
 pub mod sysexits;
+pub mod systemd;

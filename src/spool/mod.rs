@@ -177,6 +177,14 @@ pub struct Listing {
     pub last_error: String,
 }
 
+/// How many entries wait in each state, for systemd's STATUS= line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub queued: usize,
+    pub held: usize,
+    pub failed: usize,
+}
+
 /// A handle on the spool directory tree.
 #[derive(Debug, Clone)]
 pub struct Spool {
@@ -271,6 +279,22 @@ impl Spool {
 
     fn dir(&self, name: &str) -> PathBuf {
         self.root.join(name)
+    }
+
+    /// Counts the entries of `queue/`, `held/` and `failed/` by name only
+    /// (cheap: no file is opened).
+    pub fn counts(&self) -> Result<Counts, SpoolError> {
+        let count = |dir: &str| -> Result<usize, SpoolError> {
+            Ok(list_dir(&self.dir(dir))?
+                .iter()
+                .filter(|(name, _)| name.ends_with(MSG_SUFFIX))
+                .count())
+        };
+        Ok(Counts {
+            queued: count("queue")?,
+            held: count("held")?,
+            failed: count("failed")?,
+        })
     }
 
     /// Takes the daemon lock; it is held as long as the returned file is.

@@ -245,18 +245,21 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path, log: &Path) -> Daemon {
+        let mut cmd = Command::new(DAEMON);
+        cmd.arg("--config").arg(config);
+        Daemon::start_command(cmd, log)
+    }
+
+    /// Starts `cmd` (alert-relayd, or a wrapper that execs it) with its
+    /// stderr appended to `log`, and waits until it listens.
+    pub fn start_command(mut cmd: Command, log: &Path) -> Daemon {
         let logfile = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
         let skip = std::fs::read_to_string(log).unwrap_or_default().len();
-        let child = Command::new(DAEMON)
-            .arg("--config")
-            .arg(config)
-            .stderr(logfile)
-            .spawn()
-            .unwrap();
+        let child = cmd.stderr(logfile).spawn().unwrap();
         let mut daemon = Daemon {
             child,
             port: 0,
@@ -268,8 +271,8 @@ impl Daemon {
             let fresh = &text[skip.min(text.len())..];
             if let Some(port) = fresh
                 .lines()
-                .filter(|l| l.contains("listening addr=127.0.0.1:"))
-                .find_map(|l| l.rsplit(':').next()?.trim().parse().ok())
+                .find_map(|l| l.split("listening addr=127.0.0.1:").nth(1))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
                 && fresh.contains("started")
             {
                 daemon.port = port;
