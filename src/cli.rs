@@ -175,6 +175,30 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Writes relay.toml from SecureDrop's site-specific variables, then
+    /// checks it.
+    ///
+    /// Reads smtp_relay, smtp_relay_port, sasl_username, sasl_domain,
+    /// sasl_password, smtp_relay_fingerprint, the ossec_* and journalist_*
+    /// alert variables; writes the config to --config (default
+    /// /etc/alert-relay/relay.toml), the SASL password to a 0600 file
+    /// beside it, and copies the public keys (named relative to the
+    /// variables file, as SecureDrop keeps them) beside it too. Writes
+    /// nothing when a variable is missing or a file exists (unless
+    /// --force). Exit 78 when the written config does not pass check.
+    #[command(after_help = "Examples:
+  relayctl import-securedrop ~/Persistent/securedrop/install_files/ansible-base/group_vars/all/site-specific
+  relayctl --config ./relay.toml import-securedrop prod-specific.yml")]
+    ImportSecuredrop {
+        /// SecureDrop's site-specific (or prod-specific.yml) file.
+        file: PathBuf,
+        /// Where the SASL password goes [default: sasl_password beside the config].
+        #[arg(long, value_name = "PATH")]
+        password_file: Option<PathBuf>,
+        /// Replace files that exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Shows the path of an alert on loopback, with no setup.
     ///
     /// A throwaway OpenPGP key, TLS certificate, config, spool and a

@@ -23,6 +23,7 @@ pub mod encrypt;
 pub mod ingest;
 pub mod message;
 pub mod route;
+pub mod securedrop;
 pub mod spool;
 pub mod standin;
 pub mod sysexits;

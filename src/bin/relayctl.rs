@@ -31,6 +31,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Flush { id } => flush(&path, id.as_deref()),
+        Command::ImportSecuredrop {
+            file,
+            password_file,
+            force,
+        } => import_securedrop(&path, &file, password_file, force),
         Command::Test { to, no_send, json } => {
             use alert_relay::diagnose::{Options, Output};
             let opts = Options {
@@ -229,6 +234,52 @@ fn fingerprint(path: &std::path::Path, relay: Option<&str>, starttls: bool, impl
             eprintln!("relayctl: {}: {e}", settings.relay());
             sysexits::UNAVAILABLE
         }
+    }
+}
+
+fn import_securedrop(
+    config: &std::path::Path,
+    file: &std::path::Path,
+    password_file: Option<std::path::PathBuf>,
+    force: bool,
+) -> u8 {
+    use alert_relay::securedrop::{Targets, import};
+    let dir = config
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let targets = Targets {
+        config: config.to_path_buf(),
+        password_file: password_file.unwrap_or_else(|| dir.join("sasl_password")),
+        keys_dir: dir,
+        force,
+    };
+    let imported = match import(file, &targets) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("relayctl import-securedrop: {}: {e}", file.display());
+            return match e {
+                alert_relay::securedrop::ImportError::Exists(_) => sysexits::CANTCREAT,
+                alert_relay::securedrop::ImportError::Write { .. } => sysexits::CANTCREAT,
+                alert_relay::securedrop::ImportError::Read { .. } => sysexits::NOINPUT,
+                _ => sysexits::DATAERR,
+            };
+        }
+    };
+    for path in &imported.written {
+        println!("wrote {}", path.display());
+    }
+    println!("recipients: {}", imported.recipients.join(", "));
+    let (report, ok) = control::check(Config::load(config));
+    print!("{report}");
+    if ok {
+        println!(
+            "next: relayctl test (then systemctl enable --now alert-relay.socket alert-relay.service)"
+        );
+        sysexits::OK
+    } else {
+        sysexits::CONFIG
     }
 }
 

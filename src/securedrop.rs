@@ -1,0 +1,446 @@
+//! `relayctl import-securedrop`: a relay.toml from the variables a
+//! SecureDrop admin already wrote in `site-specific` (formerly
+//! `prod-specific.yml`) for the Postfix + procmail + gpg stack.
+//!
+//! | SecureDrop variable | becomes |
+//! |---|---|
+//! | `smtp_relay`, `smtp_relay_port` | `relay.host`, `relay.port` (`tls = "implicit"` on 465) |
+//! | `sasl_username`, `sasl_domain` | `relay.username`, `relay.domain` |
+//! | `sasl_password` | the password file (0600), never relay.toml |
+//! | `smtp_relay_fingerprint` | `relay.fingerprints` (SHA-1, as SecureDrop's openssl pipeline prints it) |
+//! | `ossec_alert_email`, `ossec_alert_gpg_public_key`, `ossec_gpg_fpr` | the first `[[recipients]]`, aliases `root` and `ossec` |
+//! | `journalist_alert_email`, `journalist_alert_gpg_public_key`, `journalist_gpg_fpr` | a second `[[recipients]]`, alias `journalist` (when all three are set) |
+//!
+//! The file is YAML, but SecureDrop's is flat: `key: value` lines with
+//! plain or quoted scalars. That is what is read here, without a YAML
+//! library; a variable this importer needs that is not a single scalar is
+//! an error naming its line, and anything else (lists such as
+//! `dns_server`) is skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Why the import failed; nothing is written when it does.
+#[derive(Debug)]
+pub enum ImportError {
+    Read {
+        path: PathBuf,
+        error: String,
+    },
+    /// A line this reader cannot take, with its number.
+    Syntax {
+        line: usize,
+        why: String,
+    },
+    /// A required variable is missing or empty.
+    Missing(&'static str),
+    /// A variable has a value that cannot be used.
+    Invalid {
+        name: &'static str,
+        why: String,
+    },
+    /// The output exists and `--force` was not given.
+    Exists(PathBuf),
+    Write {
+        path: PathBuf,
+        error: String,
+    },
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImportError::Read { path, error } => {
+                write!(f, "cannot read {}: {error}", path.display())
+            }
+            ImportError::Syntax { line, why } => write!(f, "line {line}: {why}"),
+            ImportError::Missing(name) => write!(
+                f,
+                "{name} is missing or empty: SecureDrop's OSSEC alerts need it"
+            ),
+            ImportError::Invalid { name, why } => write!(f, "{name}: {why}"),
+            ImportError::Exists(path) => write!(
+                f,
+                "{} exists: nothing was written (--force replaces it)",
+                path.display()
+            ),
+            ImportError::Write { path, error } => {
+                write!(f, "cannot write {}: {error}", path.display())
+            }
+        }
+    }
+}
+
+/// The top-level variables of a flat YAML file.
+#[derive(Debug, Default)]
+pub struct Vars {
+    /// Variables with a single value (possibly empty).
+    pub scalars: BTreeMap<String, String>,
+    /// Variables whose value is a nested block (a list or a map).
+    pub blocks: BTreeSet<String>,
+}
+
+/// Reads the top-level variables of a flat YAML file.
+pub fn parse_flat_yaml(text: &str) -> Result<Vars, ImportError> {
+    let mut vars = Vars::default();
+    // A key with an empty value may open a nested block (a list or a map).
+    let mut open_block: Option<String> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let trimmed = raw.trim_end();
+        if trimmed.trim_start().is_empty()
+            || trimmed.trim_start().starts_with('#')
+            || trimmed == "---"
+            || trimmed == "..."
+        {
+            continue;
+        }
+        if raw.starts_with([' ', '\t', '-']) {
+            // Belongs to the block of the last key: it is no scalar.
+            if let Some(key) = &open_block {
+                vars.scalars.remove(key);
+                vars.blocks.insert(key.clone());
+            }
+            continue;
+        }
+        let Some((key, value)) = trimmed.split_once(':') else {
+            return Err(ImportError::Syntax {
+                line,
+                why: format!("expected \"name: value\", found {trimmed:?}"),
+            });
+        };
+        let key = key.trim().to_string();
+        let value = scalar(value.trim()).map_err(|why| ImportError::Syntax { line, why })?;
+        open_block = value.is_empty().then(|| key.clone());
+        vars.scalars.insert(key, value);
+    }
+    Ok(vars)
+}
+
+/// A plain, single-quoted or double-quoted YAML scalar, without a
+/// trailing comment.
+fn scalar(value: &str) -> Result<String, String> {
+    if let Some(rest) = value.strip_prefix('"') {
+        let end = rest
+            .find('"')
+            .ok_or_else(|| "a double-quoted value is not closed".to_string())?;
+        if rest[..end].contains('\\') {
+            return Err("escapes in double-quoted values are not supported".into());
+        }
+        return Ok(rest[..end].to_string());
+    }
+    if let Some(rest) = value.strip_prefix('\'') {
+        // '' is a quote inside single quotes.
+        let mut out = String::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\'' {
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                    out.push('\'');
+                } else {
+                    return Ok(out);
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        return Err("a single-quoted value is not closed".into());
+    }
+    if value.starts_with(['[', '{', '|', '>', '&', '*', '!']) {
+        return Err(format!(
+            "{value:?}: only plain or quoted values are supported"
+        ));
+    }
+    let plain = match value.find(" #") {
+        Some(i) => &value[..i],
+        None => value,
+    };
+    Ok(plain.trim().to_string())
+}
+
+/// Where the import writes.
+#[derive(Debug, Clone)]
+pub struct Targets {
+    pub config: PathBuf,
+    pub password_file: PathBuf,
+    /// Where the recipients' keys are copied.
+    pub keys_dir: PathBuf,
+    pub force: bool,
+}
+
+/// What an import wrote.
+#[derive(Debug)]
+pub struct Imported {
+    pub written: Vec<PathBuf>,
+    pub recipients: Vec<String>,
+}
+
+/// A value that TOML can hold in double quotes.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+struct Recipient {
+    address: String,
+    key_source: PathBuf,
+    key_name: &'static str,
+    fingerprint: String,
+    aliases: &'static [&'static str],
+}
+
+/// Reads `site_specific` and writes the config, the password file and
+/// the keys. Nothing is written unless everything needed was found.
+pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, ImportError> {
+    let text = std::fs::read_to_string(site_specific).map_err(|e| ImportError::Read {
+        path: site_specific.to_path_buf(),
+        error: e.to_string(),
+    })?;
+    let vars = parse_flat_yaml(&text)?;
+    let get = |name: &'static str| -> Result<Option<&str>, ImportError> {
+        if vars.blocks.contains(name) {
+            return Err(ImportError::Invalid {
+                name,
+                why: "is a list or a map; a single value is needed".into(),
+            });
+        }
+        Ok(vars
+            .scalars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty()))
+    };
+    let need = |name: &'static str| get(name)?.ok_or(ImportError::Missing(name));
+    // Keys are named relative to the file (SecureDrop keeps them beside it).
+    let base = site_specific.parent().unwrap_or(Path::new("."));
+
+    let host = need("smtp_relay")?;
+    let port: u16 = need("smtp_relay_port")?
+        .parse()
+        .map_err(|_| ImportError::Invalid {
+            name: "smtp_relay_port",
+            why: "is not a port number".into(),
+        })?;
+    let username = need("sasl_username")?;
+    let domain = get("sasl_domain")?;
+    let password = need("sasl_password")?;
+    let pin = match get("smtp_relay_fingerprint")? {
+        Some(f) => Some(
+            f.parse::<crate::config::Pin>()
+                .map_err(|why| ImportError::Invalid {
+                    name: "smtp_relay_fingerprint",
+                    why,
+                })?
+                .to_string(),
+        ),
+        None => None,
+    };
+
+    let mut recipients = vec![Recipient {
+        address: need("ossec_alert_email")?.to_string(),
+        key_source: base.join(need("ossec_alert_gpg_public_key")?),
+        key_name: "ossec.pub",
+        fingerprint: need("ossec_gpg_fpr")?.replace(' ', ""),
+        aliases: &["root", "ossec"],
+    }];
+    match (
+        get("journalist_alert_email")?,
+        get("journalist_alert_gpg_public_key")?,
+        get("journalist_gpg_fpr")?,
+    ) {
+        (Some(address), Some(key), Some(fpr)) => recipients.push(Recipient {
+            address: address.to_string(),
+            key_source: base.join(key),
+            key_name: "journalist.pub",
+            fingerprint: fpr.replace(' ', ""),
+            aliases: &["journalist"],
+        }),
+        (None, None, None) => {}
+        _ => {
+            return Err(ImportError::Invalid {
+                name: "journalist_alert_email",
+                why: "journalist_alert_email, journalist_alert_gpg_public_key and \
+                      journalist_gpg_fpr must be set together (or all left empty)"
+                    .into(),
+            });
+        }
+    }
+    let mut keys = Vec::new();
+    for r in &recipients {
+        let bytes = std::fs::read(&r.key_source).map_err(|e| ImportError::Read {
+            path: r.key_source.clone(),
+            error: e.to_string(),
+        })?;
+        keys.push((targets.keys_dir.join(r.key_name), bytes));
+    }
+
+    let config = render(
+        host,
+        port,
+        username,
+        domain,
+        pin.as_deref(),
+        targets,
+        &recipients,
+        site_specific,
+    );
+    for path in [&targets.config, &targets.password_file]
+        .into_iter()
+        .chain(keys.iter().map(|(p, _)| p))
+    {
+        if path.exists() && !targets.force {
+            return Err(ImportError::Exists(path.clone()));
+        }
+    }
+    let mut written = Vec::new();
+    for (path, bytes) in &keys {
+        write(path, bytes, 0o644)?;
+        written.push(path.clone());
+    }
+    write(
+        &targets.password_file,
+        format!("{password}\n").as_bytes(),
+        0o600,
+    )?;
+    written.push(targets.password_file.clone());
+    write(&targets.config, config.as_bytes(), 0o640)?;
+    written.push(targets.config.clone());
+    Ok(Imported {
+        written,
+        recipients: recipients.into_iter().map(|r| r.address).collect(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render(
+    host: &str,
+    port: u16,
+    username: &str,
+    domain: Option<&str>,
+    pin: Option<&str>,
+    targets: &Targets,
+    recipients: &[Recipient],
+    source: &Path,
+) -> String {
+    let mut out = format!(
+        "# alert-relay config written by `relayctl import-securedrop {}`.\n\
+         # Every key is explained in /usr/share/doc/alert-relay/relay.toml.example;\n\
+         # `relayctl check` validates this file and `relayctl test` the whole path.\n\n\
+         [relay]\nhost = {}\nport = {port}\ntls = {}\nusername = {}\n",
+        source.display(),
+        toml_string(host),
+        toml_string(if port == 465 { "implicit" } else { "starttls" }),
+        toml_string(username),
+    );
+    if let Some(d) = domain {
+        out.push_str(&format!("domain = {}\n", toml_string(d)));
+    }
+    out.push_str(&format!(
+        "password_file = {}\n",
+        toml_string(&targets.password_file.display().to_string())
+    ));
+    match pin {
+        Some(p) => out.push_str(&format!(
+            "# smtp_relay_fingerprint (SHA-1). When the relay renews its certificate,\n\
+             # `relayctl fingerprint` prints the new pins to add here.\n\
+             fingerprints = [{}]\n",
+            toml_string(p)
+        )),
+        None => out.push_str(
+            "# No smtp_relay_fingerprint: the certificate is checked against the system's CAs.\n",
+        ),
+    }
+    let mut aliases = String::from("\n[aliases]\n");
+    for r in recipients {
+        out.push_str(&format!(
+            "\n[[recipients]]\naddress = {}\nkey = {}\nfingerprint = {}\n",
+            toml_string(&r.address),
+            toml_string(&targets.keys_dir.join(r.key_name).display().to_string()),
+            toml_string(&r.fingerprint),
+        ));
+        for alias in r.aliases {
+            aliases.push_str(&format!("{alias} = {}\n", toml_string(&r.address)));
+        }
+    }
+    out.push_str(&aliases);
+    out
+}
+
+/// Writes `bytes` to `path` with `mode`, through a temporary file.
+fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ImportError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |e: std::io::Error| ImportError::Write {
+        path: path.to_path_buf(),
+        error: e.to_string(),
+    };
+    let tmp = path.with_extension("import-tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_yaml_scalars_comments_and_skipped_lists() {
+        let vars = parse_flat_yaml(
+            "---\n# a comment\nsmtp_relay: smtp.gmail.com  # trailing\nsmtp_relay_port: 587\n\
+             sasl_password: 'it''s #secret'\nsasl_domain: \"gmail.com\"\ndns_server:\n  - 8.8.8.8\n  - 8.8.4.4\n\
+             empty: \"\"\n",
+        )
+        .unwrap();
+        let v = &vars.scalars;
+        assert_eq!(v["smtp_relay"], "smtp.gmail.com");
+        assert_eq!(v["smtp_relay_port"], "587");
+        assert_eq!(v["sasl_password"], "it's #secret");
+        assert_eq!(v["sasl_domain"], "gmail.com");
+        assert_eq!(v["empty"], "");
+        assert!(!v.contains_key("dns_server"));
+        assert!(vars.blocks.contains("dns_server"));
+    }
+
+    #[test]
+    fn what_it_cannot_read_names_the_line() {
+        for (text, want) in [
+            (
+                "smtp_relay: \"open\n",
+                "line 1: a double-quoted value is not closed",
+            ),
+            ("a: 1\nno colon here\n", "line 2: expected \"name: value\""),
+            (
+                "a: [1, 2]\n",
+                "line 1: \"[1, 2]\": only plain or quoted values",
+            ),
+        ] {
+            let e = parse_flat_yaml(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(toml_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000A\"");
+    }
+}
