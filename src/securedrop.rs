@@ -299,7 +299,10 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
         .into_iter()
         .chain(keys.iter().map(|(p, _)| p))
     {
-        if path.exists() && !targets.force {
+        // An empty password file (as the package installs it) holds nothing to lose.
+        let empty =
+            *path == targets.password_file && std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
+        if path.exists() && !targets.force && !empty {
             return Err(ImportError::Exists(path.clone()));
         }
     }
@@ -313,6 +316,7 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
         format!("{password}\n").as_bytes(),
         0o600,
     )?;
+    give_to_daemon(&targets.password_file)?;
     written.push(targets.password_file.clone());
     write(&targets.config, config.as_bytes(), 0o640)?;
     written.push(targets.config.clone());
@@ -375,6 +379,29 @@ fn render(
     }
     out.push_str(&aliases);
     out
+}
+
+/// When run as root on a host with the package's `alert-relay` user, the
+/// password file becomes that user's: the daemon reads it, nobody else.
+fn give_to_daemon(path: &Path) -> Result<(), ImportError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let name = c"alert-relay";
+    // SAFETY: getpwnam returns a pointer to static storage or null; the
+    // fields are read at once, before any other call could overwrite it.
+    let ids = unsafe {
+        let pw = libc::getpwnam(name.as_ptr());
+        (!pw.is_null()).then(|| ((*pw).pw_uid, (*pw).pw_gid))
+    };
+    let Some((uid, gid)) = ids else {
+        return Ok(());
+    };
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| ImportError::Write {
+        path: path.to_path_buf(),
+        error: format!("cannot give it to the alert-relay user: {e}"),
+    })
 }
 
 /// Writes `bytes` to `path` with `mode`, through a temporary file.

@@ -157,6 +157,12 @@ fn a_password_file_readable_by_others_is_refused_and_never_printed() {
 
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(setup.relayctl(&["check"]).status.success());
+
+    // The package installs it empty: AUTH with an empty password is refused too.
+    std::fs::write(&pw, "").unwrap();
+    let check = setup.relayctl(&["check"]);
+    assert_eq!(check.status.code(), Some(78));
+    assert!(out_text(&check).contains("is empty: put the relay's password in it"));
 }
 
 #[test]

@@ -128,6 +128,18 @@ fn an_existing_config_is_never_overwritten_without_force() {
     );
     let (code, text) = import(sd.path(), out.path(), &["--force"]);
     assert_eq!(code, 0, "{text}");
+
+    // The empty password file the package installs is filled without --force.
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::write(fresh.path().join("sasl_password"), "").unwrap();
+    let (code, text) = import(sd.path(), fresh.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        std::fs::read_to_string(fresh.path().join("sasl_password"))
+            .unwrap()
+            .trim_end(),
+        common::RELAY_PASSWORD
+    );
     assert!(
         std::fs::read_to_string(out.path().join("relay.toml"))
             .unwrap()

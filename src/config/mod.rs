@@ -417,6 +417,12 @@ impl Config {
                 file.display()
             )));
         }
+        if self.relay.username.is_some() && meta.len() == 0 {
+            return Err(err(format!(
+                "{} is empty: put the relay's password in it",
+                file.display()
+            )));
+        }
         Ok(())
     }
 

@@ -290,9 +290,14 @@ impl PasswordSource {
                 .map_err(|e| DeliverError::Password(format!("{}: {e}", path.display())))?,
         );
         // One line; a trailing newline from `echo pw > file` is not part of it.
-        Ok(Zeroizing::new(
-            text.trim_end_matches(['\r', '\n']).to_string(),
-        ))
+        let password = Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
+        if password.is_empty() {
+            return Err(DeliverError::Password(format!(
+                "{} is empty: put the relay's password in it",
+                path.display()
+            )));
+        }
+        Ok(password)
     }
 }
 
