@@ -12,10 +12,10 @@ use std::time::Duration;
 use common::{DAEMON, Setup};
 
 /// alert-relayd started as systemd would start it from a socket unit:
-/// `listener` becomes descriptor 3, LISTEN_FDS=1 and LISTEN_PID is the
+/// `socket` becomes descriptor 3, LISTEN_FDS=1 and LISTEN_PID is the
 /// daemon's own pid (a shell sets it to `$$`, then execs the daemon).
-fn activated(setup: &Setup, listener: &std::net::TcpListener) -> Command {
-    let fd = listener.as_raw_fd();
+fn activated(setup: &Setup, socket: &impl AsRawFd) -> Command {
+    let fd = socket.as_raw_fd();
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --config "$1""#)
@@ -82,21 +82,7 @@ fn a_descriptor_that_is_no_listening_socket_is_refused() {
     let setup = Setup::new();
     // A bound but not listening socket, as a misconfigured unit could pass.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let fd = udp.as_raw_fd();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --config "$1""#)
-        .arg(DAEMON)
-        .arg(setup.config_path());
-    // SAFETY: as in `activated`.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let mut cmd = activated(&setup, &udp);
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
