@@ -573,6 +573,8 @@ fn write_durably(
     spares: Option<&Spares>,
 ) -> Result<(), SpoolError> {
     let mut written: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(entries.len());
+    // The last file written, kept open for `sync_dir_or_fs`.
+    let mut last: Option<File> = None;
     let result = (|| {
         for (entry, dir) in entries {
             // A spare is empty and has the daemon's mode (0600).
@@ -594,6 +596,7 @@ fn write_durably(
                 .map_err(|e| SpoolError::io("write", &tmp, e))?;
             file.sync_all()
                 .map_err(|e| SpoolError::io("fsync", &tmp, e))?;
+            last = Some(file);
         }
         for (tmp, dest) in &written {
             fs::rename(tmp, dest).map_err(|e| SpoolError::io("rename", tmp, e))?;
@@ -601,7 +604,8 @@ fn write_durably(
         let mut dirs: Vec<&PathBuf> = entries.iter().map(|(_, d)| d).collect();
         dirs.sort();
         dirs.dedup();
-        dirs.into_iter().try_for_each(|d| sync_dir(d))
+        dirs.into_iter()
+            .try_for_each(|d| sync_dir_or_fs(d, last.as_ref()))
     })();
     if result.is_err() {
         for (tmp, dest) in &written {
@@ -616,6 +620,27 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| SpoolError::io("fsync", dir, e))
+}
+
+/// Makes the renames in `dir` durable. Syncing a directory means opening
+/// it for reading, which setgid `sendmail` cannot do on `incoming/`
+/// (mode 3730: submitters may not list it). Then the whole file system is
+/// synced through `file` (syncfs(2)): slower, but submissions through
+/// sendmail are few, and its exit 0 must still mean "on disk".
+fn sync_dir_or_fs(dir: &Path, file: Option<&File>) -> Result<(), SpoolError> {
+    match (sync_dir(dir), file) {
+        (Err(SpoolError::Io { source, .. }), Some(file))
+            if source.kind() == io::ErrorKind::PermissionDenied =>
+        {
+            // SAFETY: syncfs only reads the descriptor, which `file` owns.
+            if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
+                Ok(())
+            } else {
+                Err(SpoolError::io("syncfs", dir, io::Error::last_os_error()))
+            }
+        }
+        (result, _) => result,
+    }
 }
 
 #[cfg(test)]
