@@ -206,3 +206,50 @@ fn dash_bs_speaks_smtp_on_stdio() {
     assert_eq!(incoming.len(), 1);
     assert!(plain(&incoming[0]).ends_with(b"\r\n\r\nvia -bs\r\n"));
 }
+
+#[test]
+fn an_unprivileged_submitter_with_a_write_only_incoming_gets_exit_0() {
+    // The installed layout: incoming/ is 3730, so a submitter (setgid
+    // sendmail, here a user in the spool's group) can create files there
+    // but cannot open the directory to fsync it. Needs root to set up.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root to create another user's spool");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let setup = Setup::new();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    // nobody:nogroup may read the config and traverse to it.
+    mode(setup.path("").as_path(), 0o755);
+    mode(&setup.config_path(), 0o644);
+    let spool = setup.spool();
+    std::fs::create_dir_all(spool.join("incoming")).unwrap();
+    let nogroup = 65534;
+    std::os::unix::fs::chown(&spool, Some(0), Some(nogroup)).unwrap();
+    std::os::unix::fs::chown(spool.join("incoming"), Some(0), Some(nogroup)).unwrap();
+    mode(&spool, 0o710);
+    mode(&spool.join("incoming"), 0o3730);
+
+    let mut child = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(common::SENDMAIL)
+        .args(["-C", setup.config_path().to_str().unwrap(), "root"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: from nobody\n\nbody\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let entries = setup.entries("incoming");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].recipient, "alerts@example.org");
+}
