@@ -405,3 +405,62 @@ fn an_unreachable_relay_costs_one_attempt_per_batch_not_one_per_message() {
     );
     assert_eq!(setup.queued().len(), 5);
 }
+
+#[test]
+fn corrupt_queue_files_move_to_corrupt_and_the_rest_flows() {
+    let relay = Relay::start(&[]);
+    let setup = Setup::new();
+    use_relay(&setup, relay.port, "");
+    send_alert(&setup);
+    send_alert(&setup);
+    let good = setup.entries("incoming");
+    assert_eq!(good.len(), 2);
+    // Three files in queue/ that are not entries, named like entries.
+    let queue = setup.spool().join("queue");
+    std::fs::create_dir_all(&queue).unwrap();
+    let whole = good[0].encode();
+    let bad: [(&str, Vec<u8>); 3] = [
+        ("truncated", whole[..whole.len() / 2].to_vec()),
+        (
+            "garbage",
+            (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
+        (
+            "bad header",
+            b"alert-relay-entry 9\nid ZZZ\n\nMARKER-NOT-AN-ENTRY\n".to_vec(),
+        ),
+    ];
+    let mut names = Vec::new();
+    for (_, bytes) in &bad {
+        let id = alert_relay::spool::QueueId::generate();
+        let name = format!("{id}.msg");
+        std::fs::write(queue.join(&name), bytes).unwrap();
+        names.push(name);
+    }
+
+    let daemon = setup.start();
+    let got = relay.wait_messages(2);
+    assert_eq!(got.len(), 2, "{}", daemon.log());
+    assert!(got.iter().all(|m| decrypts(m)));
+    let log = daemon.wait_log("corrupt spool file");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let corrupt = setup.spool().join("corrupt");
+    while names.iter().any(|n| !corrupt.join(n).exists()) {
+        assert!(
+            Instant::now() < deadline,
+            "not all moved to corrupt/:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(setup.wait_queue_empty(), "{}", daemon.log());
+    let log = daemon.log();
+    assert_eq!(log.matches("corrupt spool file").count(), 3, "{log}");
+    for name in &names {
+        assert!(
+            log.contains(name.as_str()),
+            "{name} not named in the log:\n{log}"
+        );
+    }
+    // Each was looked at once: no retries of what cannot be sent.
+    assert_eq!(log.matches("status=").count(), 2, "{log}");
+}

@@ -330,8 +330,8 @@ impl Batch<'_> {
 async fn read(spool: &Spool, id: &QueueId) -> Option<crate::spool::Entry> {
     let s = spool.clone();
     let id2 = id.clone();
-    match tokio::task::spawn_blocking(move || s.read(&id2)).await {
-        Ok(Ok(e)) => Some(e),
+    match tokio::task::spawn_blocking(move || s.read_queued(&id2)).await {
+        Ok(Ok(e)) => e,
         Ok(Err(e)) => {
             tracing::error!(id = %id, "cannot read a queued entry: {e}");
             None

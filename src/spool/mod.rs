@@ -423,6 +423,23 @@ impl Spool {
         })
     }
 
+    /// Reads one queued entry for delivery. A file that is not an entry
+    /// (truncated, garbage, a bad header, another id inside) moves to
+    /// `corrupt/` with a log line and gives `None`: it is kept for a
+    /// human and never blocks, or is retried with, the rest of the queue.
+    pub fn read_queued(&self, id: &QueueId) -> Result<Option<Entry>, SpoolError> {
+        let path = self.dir("queue").join(id.file_name());
+        let bytes = fs::read(&path).map_err(|e| SpoolError::io("read", &path, e))?;
+        let reason = match Entry::decode(&bytes) {
+            Ok(entry) if &entry.id == id => return Ok(Some(entry)),
+            Ok(entry) => format!("the file holds entry {}", entry.id),
+            Err(reason) => reason,
+        };
+        self.quarantine(&path, &id.file_name(), &reason)?;
+        let _ = fs::remove_file(self.state_path(id));
+        Ok(None)
+    }
+
     /// Lists incoming and queued entries, oldest first.
     pub fn list(&self) -> Result<Vec<Listing>, SpoolError> {
         let mut rows = Vec::new();

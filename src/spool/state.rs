@@ -98,7 +98,7 @@ pub struct Pending {
 }
 
 impl Spool {
-    fn state_path(&self, id: &QueueId) -> std::path::PathBuf {
+    pub(super) fn state_path(&self, id: &QueueId) -> std::path::PathBuf {
         self.dir("queue").join(format!("{id}{STATE_SUFFIX}"))
     }
 
