@@ -21,11 +21,18 @@ fn activated(setup: &Setup, socket: &impl AsRawFd) -> Command {
         .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --config "$1""#)
         .arg(DAEMON)
         .arg(setup.config_path());
-    // SAFETY: dup2 is async-signal-safe; it runs in the child between
-    // fork and exec, and clears close-on-exec on descriptor 3.
+    // SAFETY: dup2 and fcntl are async-signal-safe; they run in the child
+    // between fork and exec. dup2 clears close-on-exec on descriptor 3,
+    // except when the socket already is descriptor 3 (dup2 then does
+    // nothing), so that case clears it with fcntl.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) == -1 {
+            let rc = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if rc == -1 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
