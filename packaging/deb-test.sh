@@ -7,6 +7,8 @@
 # keeps the admin's config, and removal and purge that keep queued mail.
 #
 # Usage: packaging/deb-test.sh [path/to/alert-relay.deb]
+# Destructive: it purges any installed alert-relay with its spool and
+# config. Run it on a throwaway machine (CI) only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -29,6 +31,17 @@ if [ -n "$other_mta" ]; then
     echo "SKIPPED: this machine has another MTA ($other_mta); the .deb conflicts with it"
     exit 0
 fi
+
+# Start from, and leave, a machine without the package: a run that
+# failed half-way must not leave a test config behind as a conffile.
+cleanup() {
+    dpkg --purge alert-relay >/dev/null 2>&1 || true
+    rm -rf /var/spool/alert-relay /etc/alert-relay
+    deluser --quiet --system alert-relay >/dev/null 2>&1 || true
+    if [ -n "${daemon:-}" ]; then kill "$daemon" 2>/dev/null || true; fi
+}
+cleanup
+trap cleanup EXIT
 
 deb=${1:-}
 if [ -z "$deb" ]; then
@@ -116,6 +129,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 kill "$daemon"; wait "$daemon" || true
+daemon=
 [ "$(find /var/spool/alert-relay/queue -name '*.msg' | wc -l)" = 1 ] \
     || fail "the daemon (as alert-relay) did not pick it up: $(cat /tmp/deb-test-daemon.log)"
 pass "alert-relayd as alert-relay moved it to queue/"
@@ -135,6 +149,4 @@ out=$(dpkg --purge alert-relay 2>&1)
 grep -q "still holds 1 message" <<<"$out" || fail "purge did not warn about the queued message: $out"
 [ "$(find /var/spool/alert-relay/queue -name '*.msg' | wc -l)" = 1 ] || fail "purge destroyed queued mail"
 pass "dpkg --purge warned and kept the spool with mail in it"
-rm -rf /var/spool/alert-relay /etc/alert-relay
-deluser --quiet --system alert-relay >/dev/null 2>&1 || true
 echo "deb-test: all checks passed"
