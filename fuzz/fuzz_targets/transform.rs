@@ -2,7 +2,7 @@
 //! encrypted outgoing message, or a clear error; never a panic.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use alert_relay::config::{KeyFailurePolicy, Mailbox, MessageFormat, SubjectPolicy};
@@ -23,13 +23,13 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let cert = Cert::from_bytes(include_bytes!("../../tests/keys/journalist.asc")).unwrap();
         let address = Address::parse("journalist@example.org").unwrap();
-        let key = RecipientKey {
-            index: 0,
-            fingerprint: cert.fingerprint().to_hex().parse().unwrap(),
-            recipient: Recipient(address.clone()),
-            path: "journalist.asc".into(),
-            cert: Arc::new(cert),
-        };
+        let key = RecipientKey::new(
+            0,
+            Recipient(address.clone()),
+            cert.fingerprint().to_hex().parse().unwrap(),
+            "journalist.asc".into(),
+            cert,
+        );
         let sender = Mailbox::parse("OSSEC HIDS <ossec@example.net>").unwrap();
         let sealers = [
             (MessageFormat::PgpMime, SubjectPolicy::Scrub),

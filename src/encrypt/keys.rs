@@ -218,6 +218,28 @@ pub struct RecipientKey {
 }
 
 impl RecipientKey {
+    /// A recipient's key, with its RSA keys prepared for encryption.
+    pub fn new(
+        index: usize,
+        recipient: Recipient,
+        fingerprint: KeyFingerprint,
+        path: PathBuf,
+        cert: Cert,
+    ) -> RecipientKey {
+        let rsa = cert
+            .keys()
+            .filter_map(|ka| super::rsa::RsaKey::new(ka.key().role_as_unspecified()))
+            .collect();
+        RecipientKey {
+            index,
+            recipient,
+            fingerprint,
+            path,
+            cert: Arc::new(cert),
+            rsa,
+        }
+    }
+
     /// The prepared RSA key with this fingerprint, if there is one.
     pub fn rsa(&self, fingerprint: &openpgp::Fingerprint) -> Option<&super::rsa::RsaKey> {
         self.rsa.iter().find(|k| k.fingerprint() == fingerprint)
@@ -249,17 +271,13 @@ impl Keyring {
                 }
             });
             match (loaded, Address::parse(&r.address)) {
-                (Ok(cert), Ok(address)) => keys.push(RecipientKey {
-                    index: i,
-                    recipient: Recipient(address),
-                    fingerprint: r.fingerprint.clone(),
-                    path: r.key.clone(),
-                    rsa: cert
-                        .keys()
-                        .filter_map(|ka| super::rsa::RsaKey::new(ka.key().role_as_unspecified()))
-                        .collect(),
-                    cert: Arc::new(cert),
-                }),
+                (Ok(cert), Ok(address)) => keys.push(RecipientKey::new(
+                    i,
+                    Recipient(address),
+                    r.fingerprint.clone(),
+                    r.key.clone(),
+                    cert,
+                )),
                 (Err(e), _) => problems.push(Problem {
                     key: format!("recipients[{i}].{}", e.config_key()),
                     message: e.to_string(),
