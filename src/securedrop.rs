@@ -285,16 +285,14 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
         keys.push((targets.keys_dir.join(r.key_name), bytes));
     }
 
-    let config = render(
+    let relay = RelayVars {
         host,
         port,
         username,
         domain,
-        pin.as_deref(),
-        targets,
-        &recipients,
-        site_specific,
-    );
+        pin: pin.as_deref(),
+    };
+    let config = render(&relay, targets, &recipients, site_specific);
     for path in [&targets.config, &targets.password_file]
         .into_iter()
         .chain(keys.iter().map(|(p, _)| p))
@@ -326,17 +324,29 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render(
-    host: &str,
+/// The `[relay]` values taken from SecureDrop's variables.
+struct RelayVars<'a> {
+    host: &'a str,
     port: u16,
-    username: &str,
-    domain: Option<&str>,
-    pin: Option<&str>,
+    username: &'a str,
+    domain: Option<&'a str>,
+    /// `smtp_relay_fingerprint` in config syntax.
+    pin: Option<&'a str>,
+}
+
+fn render(
+    relay: &RelayVars<'_>,
     targets: &Targets,
     recipients: &[Recipient],
     source: &Path,
 ) -> String {
+    let RelayVars {
+        host,
+        port,
+        username,
+        domain,
+        pin,
+    } = *relay;
     let mut out = format!(
         "# alert-relay config written by `relayctl import-securedrop {}`.\n\
          # Every key is explained in /usr/share/doc/alert-relay/relay.toml.example;\n\

@@ -217,11 +217,7 @@ fn a_wrong_password_defers_with_the_fix() {
 #[test]
 fn relay_down_then_up_delivers_exactly_once_after_flush() {
     // A port nothing listens on, that the relay will take later.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let setup = Setup::new();
     use_relay(&setup, port, "");
     let daemon = setup.start();
@@ -281,11 +277,7 @@ fn pipelined_two_hundred_go_out_over_one_connection() {
 /// 200 queued messages, then the relay: one connection, RSET between
 /// transactions, every message once and decryptable.
 fn two_hundred_over_one_connection(relay_args: &[&str]) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let setup = Setup::new();
     use_relay(&setup, port, "");
     // Queue 200 with the daemon stopped, through one SMTP session of

@@ -4,7 +4,6 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 
 use alert_relay::spool::Entry;
 use common::{Gpg, Setup, contains, find, lf, plain};
@@ -64,16 +63,7 @@ m = email.message_from_bytes(sys.stdin.buffer.read(), policy=policy.default)
 parts = [p.get_content_type() for p in m.iter_parts()] if m.is_multipart() else []
 print(m.get_content_type(), m.get_param("protocol"), ",".join(parts), len(m.defects))
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    common::python(script, &[], message)
 }
 
 #[test]

@@ -189,6 +189,30 @@ fn missing_or_bad_variables_are_named_and_nothing_is_written() {
             files(out.path())
         );
     }
+    // A variable this import needs, written as a list.
+    let sd = securedrop_dir(2525, "");
+    let path = sd.path().join("site-specific");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("smtp_relay: 127.0.0.1\n", "smtp_relay:\n  - 127.0.0.1\n"),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 65, "{text}");
+    assert!(
+        text.contains("smtp_relay: is a list or a map; a single value is needed"),
+        "{text}"
+    );
+    assert!(files(out.path()).is_empty());
+    // A line that is not YAML this reader takes names its number.
+    std::fs::write(&path, "smtp_relay: [a, b]\n").unwrap();
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 65, "{text}");
+    assert!(text.contains("line 1: "), "{text}");
+    assert!(files(out.path()).is_empty());
+
     // A bad fingerprint and a key file that is not there.
     let sd = securedrop_dir(2525, "");
     let path = sd.path().join("site-specific");

@@ -15,10 +15,17 @@ use common::{DAEMON, Setup};
 /// `socket` becomes descriptor 3, LISTEN_FDS=1 and LISTEN_PID is the
 /// daemon's own pid (a shell sets it to `$$`, then execs the daemon).
 fn activated(setup: &Setup, socket: &impl AsRawFd) -> Command {
+    activated_with(setup, socket, "1")
+}
+
+/// As [`activated`], with `LISTEN_FDS` set to `count`.
+fn activated_with(setup: &Setup, socket: &impl AsRawFd, count: &str) -> Command {
     let fd = socket.as_raw_fd();
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
-        .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --config "$1""#)
+        .arg(format!(
+            r#"LISTEN_PID=$$ LISTEN_FDS={count} exec "$0" --config "$1""#
+        ))
         .arg(DAEMON)
         .arg(setup.config_path());
     // SAFETY: dup2 and fcntl are async-signal-safe; they run in the child
@@ -129,4 +136,17 @@ fn ready_and_status_reach_notify_socket() {
     let message = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(message.starts_with("STOPPING=1"), "{message}");
     assert!(daemon.wait_exit().success());
+}
+
+#[test]
+fn a_listen_fds_that_is_no_number_is_refused() {
+    let setup = Setup::new();
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = activated_with(&setup, &socket, "two").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("LISTEN_FDS=\"two\" is not a number of sockets"),
+        "{stderr}"
+    );
 }

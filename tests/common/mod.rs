@@ -420,19 +420,32 @@ except smtplib.SMTPRecipientsRefused as e:
 except smtplib.SMTPResponseException as e:
     print("error", e.smtp_code, e.smtp_error.decode())
 "#;
+    python(script, &[&port.to_string(), from, &to.join(",")], message)
+}
+
+/// Runs a Python `script` with `args`, `stdin` on its standard input;
+/// returns what it printed, trimmed.
+pub fn python(script: &str, args: &[&str], stdin: &[u8]) -> String {
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(script)
-        .arg(port.to_string())
-        .arg(from)
-        .arg(to.join(","))
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(message).unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A loopback port nothing listens on now (a relay may take it later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A GnuPG home holding the test recipients' secret keys: the tests check
