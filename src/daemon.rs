@@ -20,12 +20,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::{Config, ConfigError, Listen};
 use crate::ingest::Context;
 use crate::ingest::smtp::{self, Sink};
-use crate::spool::{Spool, SpoolError};
+use crate::deliver::runner::Arrivals;
+use crate::spool::{Kind, Spool, SpoolError};
 use crate::sysexits;
 
 /// How often the daemon looks at `incoming/` even when nobody woke it:
@@ -211,12 +212,12 @@ impl Daemon {
 
         let max_connections = ctx.config.listen.max_connections;
         let permits = Arc::new(Semaphore::new(max_connections));
-        let queued = Arc::new(Notify::new());
+        let arrivals = Arc::new(Arrivals::default());
         let (stop_tx, stop_rx) = watch::channel(false);
         let (ctx_tx, ctx_rx) = watch::channel(Arc::new(ctx));
 
         for listener in listeners {
-            let sink = Sink::Queue(spool.clone(), queued.clone());
+            let sink = Sink::Queue(spool.clone(), arrivals.clone());
             tokio::spawn(smtp::listen(
                 listener,
                 ctx_rx.clone(),
@@ -227,17 +228,17 @@ impl Daemon {
         }
         // What sendmail left while the daemon was down joins the queue
         // before the first delivery run, so it goes out in one batch.
-        pickup_once(&spool, &queued).await;
+        pickup_once(&spool, &arrivals).await;
         let runner = tokio::spawn(crate::deliver::runner::run(
             spool.clone(),
             ctx_rx.clone(),
-            queued.clone(),
+            arrivals.clone(),
             stop_rx.clone(),
         ));
         tokio::spawn(pickup_loop(
             spool.clone(),
             wake,
-            queued.clone(),
+            arrivals.clone(),
             stop_rx.clone(),
         ));
         tracing::info!(spool = %spool.root().display(), "started");
@@ -383,31 +384,37 @@ fn reload(path: &Path, ctx_tx: &watch::Sender<Arc<Context>>) {
 
 /// Moves what `sendmail` submitted into the queue: when woken through the
 /// spool's socket, and every [`PICKUP_INTERVAL`] in case a wake-up was lost.
+/// A wake-up through the socket may also mean `relayctl flush` or
+/// `release` changed `queue/`: the runner re-reads it.
 async fn pickup_loop(
     spool: Spool,
     wake: tokio::net::UnixDatagram,
-    queued: Arc<Notify>,
+    arrivals: Arc<Arrivals>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut buf = [0u8; 64];
     loop {
-        pickup_once(&spool, &queued).await;
         tokio::select! {
-            _ = wake.recv(&mut buf) => {}
-            _ = tokio::time::sleep(PICKUP_INTERVAL) => {}
+            _ = wake.recv(&mut buf) => {
+                pickup_once(&spool, &arrivals).await;
+                arrivals.rescan();
+            }
+            _ = tokio::time::sleep(PICKUP_INTERVAL) => pickup_once(&spool, &arrivals).await,
             _ = stop.changed() => return,
         }
     }
 }
 
-/// One pass over `incoming/`; wakes the runner either way (new mail, or a
-/// flush request that came as a wake-up).
-async fn pickup_once(spool: &Spool, queued: &Notify) {
+/// One pass over `incoming/`; tells the runner what it queued.
+async fn pickup_once(spool: &Spool, arrivals: &Arrivals) {
     let s = spool.clone();
     match tokio::task::spawn_blocking(move || s.pickup()).await {
-        Ok(Ok(entries)) => crate::ingest::log_stored(&entries, "sendmail"),
+        Ok(Ok(entries)) => {
+            crate::ingest::log_stored(&entries, "sendmail");
+            let outgoing = entries.iter().filter(|e| e.kind == Kind::Outgoing);
+            arrivals.queued(outgoing.map(|e| e.id.clone()));
+        }
         Ok(Err(e)) => tracing::error!("cannot pick up submissions: {e}"),
         Err(e) => tracing::error!("pickup task failed: {e}"),
     }
-    queued.notify_one();
 }

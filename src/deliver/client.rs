@@ -37,6 +37,8 @@ pub enum Stage {
     Mail,
     Rcpt,
     Data,
+    /// The reply to the message's final ".": the relay may have it.
+    DataEnd,
     Rset,
 }
 
@@ -53,6 +55,7 @@ impl fmt::Display for Stage {
             Stage::Mail => "MAIL FROM",
             Stage::Rcpt => "RCPT TO",
             Stage::Data => "DATA",
+            Stage::DataEnd => "end of DATA",
             Stage::Rset => "RSET",
         })
     }
@@ -119,7 +122,7 @@ pub enum DeliverError {
 impl DeliverError {
     /// A 5xx reply to this message: retrying cannot help.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, DeliverError::Rejected { reply, stage } if reply.is_permanent() && matches!(stage, Stage::Mail | Stage::Rcpt | Stage::Data))
+        matches!(self, DeliverError::Rejected { reply, stage } if reply.is_permanent() && matches!(stage, Stage::Mail | Stage::Rcpt | Stage::Data | Stage::DataEnd))
     }
 
     /// Whether it failed before any message data went out (at RSET, MAIL
@@ -164,9 +167,31 @@ impl fmt::Display for DeliverError {
                 "cannot connect to {addr} ({error}): check relay.host, relay.port and the \
                  firewall's outbound rule"
             ),
-            DeliverError::Timeout(stage) => write!(
+            DeliverError::Timeout(stage @ (Stage::Resolve | Stage::Connect)) => write!(
                 f,
                 "timed out at {stage}: check relay.host, relay.port and the firewall's outbound rule"
+            ),
+            // Something took the connection but never spoke SMTP: often
+            // a TLS-only port (465) reached with tls = "starttls".
+            DeliverError::Timeout(Stage::Greeting) => write!(
+                f,
+                "timed out at greeting: the relay accepted the connection but sent no SMTP \
+                 greeting within relay.timeout; check relay.port and relay.tls (465 needs \
+                 tls = \"implicit\")"
+            ),
+            DeliverError::Timeout(stage) => write!(
+                f,
+                "timed out at {stage}: the relay stopped answering within relay.timeout; check \
+                 the relay, or raise relay.timeout if it is just slow"
+            ),
+            // The whole message went out; only the reply is missing.
+            DeliverError::Io {
+                stage: Stage::DataEnd,
+                error,
+            } => write!(
+                f,
+                "connection lost at end of DATA, before the relay's reply ({error}): the relay \
+                 may have the message, and sending it again may deliver it twice"
             ),
             DeliverError::Io { stage, error } => write!(f, "connection lost at {stage}: {error}"),
             DeliverError::NoStartTls => write!(
@@ -471,12 +496,12 @@ impl Connection {
             }
         }
         c.write(Stage::Data, &dot_stuff(payload)).await?;
-        let reply = c.read_reply(Stage::Data).await?;
+        let reply = c.read_reply(Stage::DataEnd).await?;
         if reply.is_positive() {
             Ok(reply)
         } else {
             Err(DeliverError::Rejected {
-                stage: Stage::Data,
+                stage: Stage::DataEnd,
                 reply,
             })
         }

@@ -2,7 +2,11 @@
 //!
 //! - It wakes when new mail is queued, when `relayctl flush` or
 //!   `sendmail -q` pokes the spool, and when the next deferred entry is
-//!   due.
+//!   due. It keeps the queue's entries and their retry states in memory
+//!   ([`Index`]), told of new ones by [`Arrivals`], and re-reads `queue/`
+//!   only when poked and every [`RESCAN_EVERY`]: a scan reads every state
+//!   file, and one per new message made a queue of 10,000 deferred alerts
+//!   take new mail at 85 a second.
 //! - Everything due goes over one connection, RSET between transactions
 //!   (pipelined with the next transaction's commands when the relay offers
 //!   PIPELINING); the connection stays open for [`KEEPALIVE`] in case more
@@ -18,7 +22,9 @@
 //!   `id=... to=... status=sent|deferred|failed relay=host:port tls=TLSv1.3
 //!   attempt=N delay=0.42s reason="..."`.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, watch};
@@ -38,6 +44,82 @@ pub const KEEPALIVE: Duration = Duration::from_secs(5);
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// The longest the runner sleeps without looking at the queue.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// How often the in-memory index is checked against `queue/` even when
+/// nothing asked for it (an entry whose removal failed, an admin's edit).
+const RESCAN_EVERY: Duration = Duration::from_secs(60);
+
+/// What the runner has to look at: entries queued since it last looked,
+/// or a request to re-read all of `queue/` (a flush, a release, mail that
+/// sendmail left).
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    queued: Mutex<Vec<QueueId>>,
+    rescan: AtomicBool,
+    wake: Notify,
+}
+
+impl Arrivals {
+    /// Entries now durable in `queue/`.
+    pub fn queued(&self, ids: impl IntoIterator<Item = QueueId>) {
+        self.queued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(ids);
+        self.wake.notify_one();
+    }
+
+    /// `queue/` changed behind the daemon's back: read it again.
+    pub fn rescan(&self) {
+        self.rescan.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// The new entries, and whether a rescan was asked for.
+    fn take(&self) -> (Vec<QueueId>, bool) {
+        let ids = std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        (ids, self.rescan.swap(false, Ordering::AcqRel))
+    }
+}
+
+/// The runner's view of `queue/`: every entry with its delivery state.
+#[derive(Default)]
+struct Index {
+    entries: BTreeMap<QueueId, State>,
+    /// When `queue/` was last read whole; `None`: never, or it must be.
+    scanned: Option<Instant>,
+}
+
+impl Index {
+    /// Brings the index up to date: new entries are due now; a rescan
+    /// replaces it with what `queue/` holds.
+    async fn refresh(&mut self, spool: &Spool, arrivals: &Arrivals) {
+        let (new, rescan) = arrivals.take();
+        for id in new {
+            self.entries.entry(id).or_default();
+        }
+        if !rescan && self.scanned.is_some_and(|t| t.elapsed() < RESCAN_EVERY) {
+            return;
+        }
+        let s = spool.clone();
+        match tokio::task::spawn_blocking(move || s.pending()).await {
+            Ok(Ok(pending)) => {
+                self.entries = pending.into_iter().map(|p| (p.id, p.state)).collect();
+                self.scanned = Some(Instant::now());
+            }
+            // The index stays as it was; the next wake tries again.
+            Ok(Err(e)) => tracing::error!("cannot read the queue: {e}"),
+            Err(e) => tracing::error!("queue scan failed: {e}"),
+        }
+    }
+
+    /// When the next entry is due.
+    fn next_due(&self) -> Option<SystemTime> {
+        self.entries
+            .values()
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s.next_attempt))
+            .min()
+    }
+}
 
 /// Settings built for one loaded config (TLS roots are read once).
 struct Prepared {
@@ -49,9 +131,10 @@ struct Prepared {
 pub async fn run(
     spool: Spool,
     ctx_rx: watch::Receiver<Arc<Context>>,
-    queued: Arc<Notify>,
+    arrivals: Arc<Arrivals>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut index = Index::default();
     let mut prepared: Option<Prepared> = None;
     let mut conn: Option<Kept> = None;
     // Since when removals from queue/ wait for their directory fsync.
@@ -75,7 +158,9 @@ pub async fn run(
         }
         let Some(p) = prepared.as_ref() else { continue };
 
-        let (next_due, sent) = deliver_due(&spool, &ctx, &p.settings, &mut conn).await;
+        index.refresh(&spool, &arrivals).await;
+        let sent = deliver_due(&spool, &ctx, &p.settings, &mut conn, &mut index).await;
+        let next_due = index.next_due();
         if sent {
             unsynced.get_or_insert_with(Instant::now);
         }
@@ -96,7 +181,7 @@ pub async fn run(
             sleep = sleep.min(SYNC_EVERY.saturating_sub(since.elapsed()));
         }
         tokio::select! {
-            _ = queued.notified() => {}
+            _ = arrivals.wake.notified() => {}
             _ = tokio::time::sleep(sleep) => {
                 if conn.as_ref().is_some_and(|k| k.last_used.elapsed() >= KEEPALIVE)
                     && let Some(k) = conn.take()
@@ -125,33 +210,25 @@ async fn sync_queue(spool: &Spool) {
     }
 }
 
-/// Delivers every due entry; returns when the next deferred one is due,
-/// and whether any was sent.
+/// Delivers every due entry of the index, keeping it up to date; returns
+/// whether any was sent.
 async fn deliver_due(
     spool: &Spool,
     ctx: &Context,
     settings: &Result<Settings, String>,
     conn: &mut Option<Kept>,
-) -> (Option<SystemTime>, bool) {
-    let s = spool.clone();
-    let pending = match tokio::task::spawn_blocking(move || s.pending()).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => {
-            tracing::error!("cannot read the queue: {e}");
-            return (Some(SystemTime::now() + MAX_SLEEP), false);
-        }
-        Err(e) => {
-            tracing::error!("queue scan failed: {e}");
-            return (Some(SystemTime::now() + MAX_SLEEP), false);
-        }
-    };
+    index: &mut Index,
+) -> bool {
     let now = SystemTime::now();
-    let (due, later): (Vec<Pending>, Vec<Pending>) =
-        pending.into_iter().partition(|p| p.state.due(now));
-    let next_due = later
+    let due: Vec<Pending> = index
+        .entries
         .iter()
-        .map(|p| SystemTime::UNIX_EPOCH + Duration::from_secs(p.state.next_attempt))
-        .min();
+        .filter(|(_, state)| state.due(now))
+        .map(|(id, state)| Pending {
+            id: id.clone(),
+            state: state.clone(),
+        })
+        .collect();
     let max_lifetime = ctx.config.queue.max_lifetime.0;
     let batch = Batch {
         spool,
@@ -167,6 +244,8 @@ async fn deliver_due(
     let mut unreachable: Option<String> = None;
     for p in due {
         let Some(entry) = read(spool, &p.id).await else {
+            // Gone (delivered by an earlier run, deleted, quarantined).
+            index.entries.remove(&p.id);
             continue;
         };
         let to = entry.recipient.as_str();
@@ -179,6 +258,7 @@ async fn deliver_due(
             batch
                 .record(&p, to, NO_TLS, p.state.attempts, Outcome::Failed(reason))
                 .await;
+            index.entries.remove(&p.id);
             continue;
         }
         let attempt = p.state.attempts + 1;
@@ -198,12 +278,15 @@ async fn deliver_due(
             },
         };
         any_sent |= matches!(outcome, Outcome::Sent(_));
-        batch.record(&p, to, tls, attempt, outcome).await;
+        match batch.record(&p, to, tls, attempt, outcome).await {
+            Some(state) => index.entries.insert(p.id, state),
+            None => index.entries.remove(&p.id),
+        };
         if !keep {
             *conn = None;
         }
     }
-    (next_due, any_sent)
+    any_sent
 }
 
 /// One transaction on the kept connection, or on a new one. A kept
@@ -281,24 +364,33 @@ struct Batch<'a> {
 impl Batch<'_> {
     /// Makes the outcome durable in the spool, then logs the attempt:
     /// sent entries leave the queue, deferred ones get their next time,
-    /// failed ones move to `failed/`.
-    async fn record(&self, p: &Pending, to: &str, tls: &str, attempt: u32, outcome: Outcome) {
+    /// failed ones move to `failed/`. Returns the entry's new state while
+    /// it stays queued.
+    async fn record(
+        &self,
+        p: &Pending,
+        to: &str,
+        tls: &str,
+        attempt: u32,
+        outcome: Outcome,
+    ) -> Option<State> {
         let s = self.spool.clone();
         let id = p.id.clone();
-        let (status, text, done) = match outcome {
+        let (status, text, done, still_queued) = match outcome {
             Outcome::Sent(reply) => {
                 let done = tokio::task::spawn_blocking(move || s.remove_delivered(&id)).await;
-                ("sent", reply, done)
+                ("sent", reply, done, None)
             }
             Outcome::Deferred(reason) => {
                 let state: State = p.state.after_failure(self.now, &self.retry, &reason);
-                let done = tokio::task::spawn_blocking(move || s.defer(&id, &state)).await;
-                ("deferred", reason, done)
+                let written = state.clone();
+                let done = tokio::task::spawn_blocking(move || s.defer(&id, &written)).await;
+                ("deferred", reason, done, Some(state))
             }
             Outcome::Failed(reason) => {
                 let why = reason.clone();
                 let done = tokio::task::spawn_blocking(move || s.fail(&id, &why)).await;
-                ("failed", reason, done)
+                ("failed", reason, done, None)
             }
         };
         match done {
@@ -324,6 +416,7 @@ impl Batch<'_> {
                 delay = %delay, reason = ?text, "delivery"
             );
         }
+        still_queued
     }
 }
 

@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 
 use super::Context;
 use super::data::{DataReader, Progress};
 use super::session::{DataFailure, Reply, Session, Step, data_reply};
-use crate::spool::{Entry, Spool, SpoolError};
+use crate::deliver::runner::Arrivals;
+use crate::spool::{Entry, Kind, Spool, SpoolError};
 
 /// The longest command line accepted, CRLF included (Postfix's
 /// `line_length_limit` default).
@@ -30,8 +31,8 @@ pub const MAX_COMMAND_LINE: usize = 2048;
 /// Where accepted messages go.
 #[derive(Debug, Clone)]
 pub enum Sink {
-    /// The daemon: straight into `queue/`, and wake the queue runner.
-    Queue(Spool, Arc<Notify>),
+    /// The daemon: straight into `queue/`, and tell the queue runner.
+    Queue(Spool, Arc<Arrivals>),
     /// `sendmail -bs`: into `incoming/`, for the daemon to pick up.
     Incoming(Spool),
 }
@@ -39,9 +40,10 @@ pub enum Sink {
 impl Sink {
     fn store(&self, entries: &[Entry]) -> Result<(), SpoolError> {
         match self {
-            Sink::Queue(spool, queued) => {
+            Sink::Queue(spool, arrivals) => {
                 spool.commit(entries)?;
-                queued.notify_one();
+                let outgoing = entries.iter().filter(|e| e.kind == Kind::Outgoing);
+                arrivals.queued(outgoing.map(|e| e.id.clone()));
                 Ok(())
             }
             Sink::Incoming(spool) => spool.submit(entries),

@@ -597,9 +597,21 @@ impl Relay {
     }
 
     pub fn start_on(port: u16, args: &[&str]) -> Relay {
+        Relay::start_in(&[], port, args)
+    }
+
+    /// Starts the relay under `wrapper` (e.g. `ip netns exec NS`).
+    pub fn start_in(wrapper: &[&str], port: u16, args: &[&str]) -> Relay {
         let outdir = tempfile::tempdir().unwrap();
         let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
-        let mut cmd = Command::new("python3");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg("python3");
+                c
+            }
+            None => Command::new("python3"),
+        };
         cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/relay/smtpd.py"))
             .arg("--outdir")
             .arg(outdir.path())

@@ -15,14 +15,16 @@ import ssl
 import sys
 
 from aiosmtpd.controller import Controller
-import warnings
+import logging
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
-warnings.filterwarnings("ignore", message="Session.login_data")
+# aiosmtpd warns about its own deprecated Session.login_data on every AUTH.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 p = argparse.ArgumentParser()
 p.add_argument("--outdir", required=True)
+p.add_argument("--host", default="127.0.0.1", help="address to listen on")
 p.add_argument("--port", type=int, default=0)
 p.add_argument("--cert")
 p.add_argument("--key")
@@ -33,10 +35,23 @@ p.add_argument("--password", default="correct horse battery staple")
 p.add_argument("--mechanisms", default="PLAIN LOGIN")
 p.add_argument("--rcpt-reply", default="", help="reply to every RCPT, e.g. '550 5.1.1 no such user'")
 p.add_argument("--pipelining", action="store_true", help="announce PIPELINING (RFC 2920)")
+# Fault injection for tests/faults: misbehave in the first --fault-count
+# transactions (or sessions, for "slow"; -1: always), then behave.
+p.add_argument("--fault", choices=["drop-in-data", "drop-after-dot", "slow"])
+p.add_argument("--fault-count", type=int, default=1)
+p.add_argument("--fault-delay", type=float, default=10.0, help="seconds before each reply when slow")
 args = p.parse_args()
 
 events_path = os.path.join(args.outdir, "events.jsonl")
-counter = {"n": 0}
+counter = {"n": 0, "faults": args.fault_count, "started": False}
+
+
+def take_fault(kind):
+    """Whether this transaction (or session) gets fault `kind`."""
+    if args.fault != kind or counter["faults"] == 0:
+        return False
+    counter["faults"] -= 1
+    return True
 
 
 def event(kind, session, **extra):
@@ -76,6 +91,10 @@ class Handler:
             f.write(envelope.original_content or envelope.content)
         os.rename(os.path.join(args.outdir, name + ".tmp"), os.path.join(args.outdir, name))
         event("data", session, file=name, mail_from=envelope.mail_from, rcpt=envelope.rcpt_tos)
+        if take_fault("drop-after-dot"):
+            # Stored, but the client never hears so: it must send again.
+            event("drop", session, stage="after-dot")
+            server.transport.abort()
         return "250 2.0.0 Ok: queued as TEST%d" % counter["n"]
 
 
@@ -97,6 +116,35 @@ def tls_context():
 
 
 class LoggingSMTP(SMTP):
+    async def _handle_client(self):
+        # "slow": this session answers every command (not the greeting)
+        # after --fault-delay seconds.
+        # The start-up probe's session does not count.
+        self.slow = counter["started"] and take_fault("slow")
+        self.greeted = False
+        if self.slow:
+            event("slow", self.session)
+        return await super()._handle_client()
+
+    async def push(self, status):
+        if self.slow and self.greeted:
+            await asyncio.sleep(args.fault_delay)
+        self.greeted = True
+        return await super().push(status)
+
+    async def smtp_DATA(self, arg):
+        if self.envelope.rcpt_tos and take_fault("drop-in-data"):
+            # Take the 354 and one line of the message, then hang up.
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            await self._reader.readuntil(b"\r\n")
+            event("drop", self.session, stage="in-data")
+            self.transport.abort()
+            # Let the loss reach the session before it reads the rest of
+            # the message as commands.
+            await asyncio.sleep(0.05)
+            return
+        return await super().smtp_DATA(arg)
+
     async def smtp_STARTTLS(self, arg):
         event("starttls", self.session)
         return await super().smtp_STARTTLS(arg)
@@ -123,7 +171,7 @@ class RelayController(Controller):
         # port 0 and TLS-only. Connect once and read the banner.
         import socket
         port = self.server.sockets[0].getsockname()[1]
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with socket.create_connection((args.host, port), timeout=10) as sock:
             if args.implicit:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                 ctx.check_hostname = False
@@ -136,12 +184,13 @@ class RelayController(Controller):
 
 controller = RelayController(
     Handler(),
-    hostname="127.0.0.1",
+    hostname=args.host,
     port=args.port or 0,
     ssl_context=tls_context() if args.implicit else None,
     ready_timeout=10,
 )
 controller.start()
+counter["started"] = True
 port = controller.server.sockets[0].getsockname()[1]
 print("READY %d" % port, flush=True)
 try:

@@ -1,0 +1,164 @@
+//! Disk full: the spool on a small tmpfs, filled up while the relay is
+//! down. New mail must get 452 4.3.1 (sendmail: exit 75), what was
+//! already spooled must stay whole, the daemon must keep running, and
+//! everything acked must go out once space returns.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{Relay, free_port};
+use crate::support::{Figures, Install, Outcome, RCPT, Suite, Tally, alert, submit};
+
+/// How much room is left when the filler is in place: a few dozen alerts.
+const ROOM: u64 = 160 * 1024;
+
+pub fn run(suite: &Suite) -> Outcome {
+    let relay_port = free_port();
+    let install = Install::new(relay_port, "", "\"1h\"");
+    let spool = install.setup.spool();
+    std::fs::create_dir_all(&spool).unwrap();
+    let _mount = match Tmpfs::mount(&spool, "8m") {
+        Ok(m) => m,
+        Err(why) => return Outcome::Skip(format!("cannot mount a tmpfs for the spool: {why}")),
+    };
+    let mut daemon = install.setup.start();
+    let filler = spool.join("filler");
+    fill(&filler, ROOM);
+
+    // Alerts until the spool is full; the relay is down, so they stay.
+    let mut acked = Vec::new();
+    let mut full_reply = None;
+    for n in 0..2000 {
+        let marker = suite.marker("disk", n, 0);
+        match submit(install.port, RCPT, &alert(RCPT, &marker)) {
+            Ok(()) => acked.push(marker),
+            Err(reply) => {
+                full_reply = Some(reply);
+                break;
+            }
+        }
+    }
+    let full_reply = full_reply.unwrap_or_else(|| "none: the spool never filled".into());
+    // Still full: the next alert is refused the same way, and sendmail
+    // says "try again later".
+    let again = submit(
+        install.port,
+        RCPT,
+        &alert(RCPT, &suite.marker("disk-again", 0, 0)),
+    );
+    let sendmail = install
+        .setup
+        .sendmail(&[RCPT], &alert(RCPT, &suite.marker("disk-sendmail", 0, 0)));
+    let alive = daemon.child.try_wait().ok().flatten().is_none();
+
+    // Nothing spooled was damaged: every entry in queue/ decodes, and the
+    // count matches what was acked.
+    let queue = install.setup.spool().join("queue");
+    let mut whole = 0;
+    let mut broken = 0;
+    for e in std::fs::read_dir(&queue).unwrap().flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "msg") {
+            match alert_relay::spool::Entry::decode(&std::fs::read(&path).unwrap()) {
+                Ok(_) => whole += 1,
+                Err(_) => broken += 1,
+            }
+        }
+    }
+
+    // Space returns, the relay comes up: everything acked goes out, and
+    // new mail is taken again.
+    std::fs::remove_file(&filler).unwrap();
+    let relay = Relay::start_on(relay_port, &["--pipelining"]);
+    install.flush();
+    let after = suite.marker("disk-after", 0, 0);
+    let after_ok = submit(install.port, RCPT, &alert(RCPT, &after)).is_ok();
+    if after_ok {
+        acked.push(after);
+    }
+    let drained = install.wait_drained(Duration::from_secs(60));
+    let tally = Tally::of(suite, &["journalist"], &relay.messages());
+    suite.leaks.scan_install(&install, Some(relay.outdir.path()));
+    let log = daemon.log();
+    let lost = tally.lost(&acked);
+    let _ = daemon.child.kill();
+
+    let mut f = Figures::new();
+    f.set("tmpfs", "8M")
+        .set("acked_before_full", acked.len() - usize::from(after_ok))
+        .set("reply", &full_reply)
+        .set("sendmail_exit", sendmail.status.code().unwrap_or(-1))
+        .set("daemon", if alive { "running" } else { "dead" })
+        .set("intact", format!("{whole}/{}", whole + broken))
+        .set("delivered", acked.len() - lost)
+        .set("lost", lost)
+        .set("duplicates", tally.duplicates());
+    f.check(
+        full_reply.starts_with("452 4.3.1"),
+        format!("a full spool answered {full_reply:?}, not 452 4.3.1"),
+    )
+    .check(
+        again.as_ref().is_err_and(|r| r.starts_with("452 4.3.1")),
+        format!("the next alert got {again:?}"),
+    )
+    .check(
+        sendmail.status.code() == Some(75),
+        format!(
+            "sendmail exited {:?}: {}",
+            sendmail.status.code(),
+            String::from_utf8_lossy(&sendmail.stderr)
+        ),
+    )
+    .check(alive, "the daemon died")
+    .check(!acked.is_empty(), "nothing was acked before the spool filled")
+    .check(
+        broken == 0 && whole == acked.len() - usize::from(after_ok),
+        format!("{whole} whole and {broken} broken entries for {} acked", acked.len()),
+    )
+    .check(after_ok, "mail was refused after space returned")
+    .check(drained, "the queue did not drain")
+    .check(lost == 0, format!("{lost} acked alerts never arrived"))
+    .check(tally.duplicates() == 0, "duplicates")
+    .check(
+        log.contains("spool") && !log.contains("panicked"),
+        "the log does not say the spool was full",
+    );
+    f.done()
+}
+
+/// Fills `path` until the file system is full, then frees `room` bytes.
+fn fill(path: &Path, room: u64) {
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    while file.write_all(&chunk).is_ok() {
+        len += chunk.len() as u64;
+    }
+    file.set_len(len.saturating_sub(room)).unwrap();
+}
+
+/// A tmpfs mounted over a directory, lazily unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("mount: {e}"))?;
+        if out.status.success() {
+            Ok(Tmpfs(dir.to_path_buf()))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
+    }
+}
