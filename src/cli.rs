@@ -210,3 +210,13 @@ pub enum Command {
   relayctl demo")]
     Demo,
 }
+
+/// Restores the default SIGPIPE action, as other Unix tools have it, so
+/// that `relayctl queue | head` or `mailq | head` ends quietly when the
+/// reader goes away (Rust ignores SIGPIPE, and print! then panics).
+pub fn die_on_broken_pipe() {
+    // SAFETY: sets one signal's disposition, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

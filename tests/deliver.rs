@@ -397,4 +397,3 @@ fn an_unreachable_relay_costs_one_attempt_per_batch_not_one_per_message() {
     );
     assert_eq!(setup.queued().len(), 5);
 }
-

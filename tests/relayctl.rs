@@ -184,6 +184,50 @@ fn queue_json_lists_a_deferred_message_with_its_schedule() {
     );
 }
 
+/// `relayctl queue | head -1` and `mailq | head -1` on a queue longer than
+/// a pipe holds: the listing stops quietly, as other Unix tools do, rather
+/// than panicking on the broken pipe.
+#[test]
+fn a_listing_piped_into_head_ends_quietly() {
+    let setup = Setup::new();
+    assert!(setup.sendmail(&["root"], ALERT).status.success());
+    // 2,000 rows (about 300 KB) from copies of the one entry.
+    let incoming = setup.spool().join("incoming");
+    let entry = std::fs::read_dir(&incoming)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "msg"))
+        .unwrap();
+    let queue = setup.spool().join("queue");
+    std::fs::create_dir_all(&queue).unwrap();
+    for n in 0..2000 {
+        std::fs::copy(&entry, queue.join(format!("{n:08}.msg"))).unwrap();
+    }
+    let mailq = setup.path("mailq");
+    std::os::unix::fs::symlink(common::SENDMAIL, &mailq).unwrap();
+    for program in [common::RELAYCTL, mailq.to_str().unwrap()] {
+        let script = format!(
+            "'{program}' {} | head -1",
+            if program == common::RELAYCTL {
+                "queue"
+            } else {
+                ""
+            }
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .env("ALERT_RELAY_CONFIG", setup.config_path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("ID"),
+            "{program}: {stderr}"
+        );
+        assert!(stderr.is_empty(), "{program} said: {stderr}");
+    }
+}
+
 #[test]
 fn release_encrypts_a_held_message_once_the_key_is_fixed() {
     let setup = Setup::new();

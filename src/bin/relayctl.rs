@@ -10,6 +10,7 @@ use alert_relay::sysexits;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    alert_relay::cli::die_on_broken_pipe();
     let cli = Relayctl::parse();
     let path = config::resolve_path(cli.config);
     let code = match cli.command {

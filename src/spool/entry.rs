@@ -166,12 +166,27 @@ impl Entry {
 
     /// Parses an entry; the error says what is wrong with the file.
     pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
+        let (mut entry, start, len) = Entry::decode_header(bytes)?;
+        let payload = &bytes[start..];
+        if payload.len() != len {
+            return Err(format!(
+                "truncated: header says {len} payload bytes, file has {}",
+                payload.len()
+            ));
+        }
+        entry.payload = payload.to_vec();
+        Ok(entry)
+    }
+
+    /// Parses the header at the start of `bytes` (which may stop short of
+    /// the payload): the entry with an empty payload, where its payload
+    /// starts, and how long the header says it is. Listings read no more.
+    pub fn decode_header(bytes: &[u8]) -> Result<(Entry, usize, usize), String> {
         let split = bytes
             .windows(2)
             .position(|w| w == b"\n\n")
             .ok_or("no end of header")?;
         let header = std::str::from_utf8(&bytes[..split]).map_err(|_| "header is not UTF-8")?;
-        let payload = &bytes[split + 2..];
         let mut lines = header.split('\n');
         if lines.next() != Some(MAGIC) {
             return Err("not an alert-relay entry (bad first line)".into());
@@ -202,21 +217,16 @@ impl Entry {
         if lines.next().is_some() {
             return Err("unexpected header line".into());
         }
-        if payload.len() != len {
-            return Err(format!(
-                "truncated: header says {len} payload bytes, file has {}",
-                payload.len()
-            ));
-        }
-        Ok(Entry {
+        let entry = Entry {
             id,
             kind,
             created,
             sender,
             recipient,
             note,
-            payload: payload.to_vec(),
-        })
+            payload: Vec::new(),
+        };
+        Ok((entry, split + 2, len))
     }
 }
 

@@ -18,7 +18,11 @@ pub fn run(suite: &Suite) -> Outcome {
     for n in 0..2 {
         let marker = suite.marker("corrupt", n, 0);
         let out = install.setup.sendmail(&[RCPT], &alert(RCPT, &marker));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         markers.push(marker);
     }
     let good = install.setup.entries("incoming");
@@ -44,7 +48,9 @@ pub fn run(suite: &Suite) -> Outcome {
         names.iter().all(|n| corrupt.join(n).exists())
     });
     let tally = Tally::of(suite, &["journalist"], &relay.messages());
-    suite.leaks.scan_install(&install, Some(relay.outdir.path()));
+    suite
+        .leaks
+        .scan_install(&install, Some(relay.outdir.path()));
     let log = daemon.log();
     let lost = tally.lost(&markers);
     let named = names.iter().filter(|n| log.contains(n.as_str())).count();
@@ -54,13 +60,19 @@ pub fn run(suite: &Suite) -> Outcome {
 
     let mut f = Figures::new();
     f.set("corrupt_files", names.len())
-        .set("moved", names.iter().filter(|n| corrupt.join(n).exists()).count())
+        .set(
+            "moved",
+            names.iter().filter(|n| corrupt.join(n).exists()).count(),
+        )
         .set("named_in_log", named)
         .set("good", markers.len())
         .set("delivered", markers.len() - lost)
         .set("attempts", attempts);
     f.check(moved, "not every corrupt file moved to corrupt/")
-        .check(named == names.len(), "the log does not name every corrupt file")
+        .check(
+            named == names.len(),
+            "the log does not name every corrupt file",
+        )
         .check(
             log.matches("corrupt spool file").count() == names.len(),
             "not one log line per corrupt file",

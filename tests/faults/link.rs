@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::common::{Relay, openssl_fingerprint};
 use crate::support::{Figures, Install, Outcome, RCPT, Suite, Tally, alert, submit};
 
-const LOSS_PERCENT: u32 = 5;
+const LOSS_PERCENT: u32 = 10;
 
 pub fn run(suite: &Suite) -> Outcome {
     let alerts = if suite.long { 500 } else { 60 };
@@ -32,10 +32,17 @@ pub fn run(suite: &Suite) -> Outcome {
     );
     // The relay's name is not its address here: pin its certificate.
     let pin = openssl_fingerprint("relay.pem", "sha256");
-    let install = Install::new(relay.port, &format!("fingerprints = [\"{pin}\"]\n"), "\"1s\"");
+    let install = Install::new(
+        relay.port,
+        &format!("fingerprints = [\"{pin}\"]\n"),
+        "\"1s\"",
+    );
     let config = std::fs::read_to_string(install.setup.config_path())
         .unwrap()
-        .replace("host = \"127.0.0.1\"", &format!("host = \"{}\"", net.relay_ip));
+        .replace(
+            "host = \"127.0.0.1\"",
+            &format!("host = \"{}\"", net.relay_ip),
+        );
     install.setup.write_config(&config);
     let daemon = install.setup.start();
 
@@ -50,13 +57,17 @@ pub fn run(suite: &Suite) -> Outcome {
     let drained = install.wait_drained(Duration::from_secs(180));
     let took = started.elapsed();
     let tally = Tally::of(suite, &["journalist"], &relay.messages());
-    suite.leaks.scan_install(&install, Some(relay.outdir.path()));
+    suite
+        .leaks
+        .scan_install(&install, Some(relay.outdir.path()));
     let deferred = daemon.log().matches("status=deferred").count();
+    let dropped = net.dropped();
     let lost = tally.lost(&acked);
 
     let mut f = Figures::new();
     f.set("link", &method)
         .set("alerts", alerts)
+        .set("packets_dropped", dropped)
         .set("delivered", acked.len() - lost)
         .set("lost", lost)
         .set("deferred", deferred)
@@ -64,6 +75,10 @@ pub fn run(suite: &Suite) -> Outcome {
         .set("connections", relay.count("starttls"))
         .set("took", format!("{:.1}s", took.as_secs_f64()));
     f.check(acked.len() == alerts, "a submission on loopback failed")
+        .check(
+            dropped > 0,
+            "the link dropped nothing: the scenario proved nothing",
+        )
         .check(drained, "the queue did not drain within 180 s")
         .check(lost == 0, format!("{lost} alerts never arrived"))
         .check(
@@ -94,7 +109,14 @@ impl Netns {
         let host_ip = format!("10.254.{}.1/24", id % 250);
         let relay_cidr = format!("{}/24", net.relay_ip);
         ip(&[
-            "link", "add", &net.host_if, "type", "veth", "peer", "name", &net.relay_if,
+            "link",
+            "add",
+            &net.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &net.relay_if,
         ])?;
         ip(&["link", "set", &net.relay_if, "netns", &net.name])?;
         ip(&["addr", "add", &host_ip, "dev", &net.host_if])?;
@@ -117,14 +139,13 @@ impl Netns {
                 command(&args)
             }
         };
-        let netem_error = match netem(&self.host_if, false) {
-            Ok(()) => {
-                netem(&self.relay_if, true)?;
-                return Ok(format!("netem delay 20ms±5ms loss {LOSS_PERCENT}% each way"));
-            }
-            Err(e) => e,
-        };
-        let rule = format!("numgen random mod 100 < {LOSS_PERCENT} drop");
+        if netem(&self.host_if, false).is_ok() {
+            netem(&self.relay_if, true)?;
+            return Ok(format!(
+                "netem delay 20ms±5ms loss {LOSS_PERCENT}% each way"
+            ));
+        }
+        let rule = format!("numgen random mod 100 < {LOSS_PERCENT} counter drop");
         let nft = [
             "add table inet lossy".to_string(),
             "add chain inet lossy in { type filter hook input priority 0 ; }".to_string(),
@@ -136,12 +157,41 @@ impl Netns {
             let mut args = vec!["nft"];
             args.extend(command.split(' '));
             self.exec(&args).map_err(|e| {
-                format!("no netem ({netem_error}) and no nftables ({e}) to make a lossy link")
+                format!("no netem in this kernel and no nftables ({e}) to make a lossy link")
             })?;
         }
         Ok(format!(
-            "nftables loss {LOSS_PERCENT}% each way, no delay (no netem here: {netem_error})"
+            "nftables loss {LOSS_PERCENT}% each way, no delay (this kernel has no netem)"
         ))
+    }
+
+    /// Packets the impairment dropped, by its own counters.
+    fn dropped(&self) -> u64 {
+        let read = |args: &[&str]| {
+            let mut all = vec!["ip", "netns", "exec", &self.name];
+            all.extend(args);
+            Command::new(all[0])
+                .args(&all[1..])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        // nft: "... counter packets N bytes M drop"; tc: "(dropped N, ...".
+        let nft = read(&["nft", "list", "table", "inet", "lossy"]);
+        let tc = read(&["tc", "-s", "qdisc", "show", "dev", &self.relay_if]);
+        let after = |text: &str, word: &str| -> u64 {
+            text.split(word)
+                .skip(1)
+                .filter_map(|rest| {
+                    rest.trim_start()
+                        .split([' ', ','])
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum()
+        };
+        after(&nft, "packets") + after(&tc, "dropped")
     }
 
     fn exec(&self, args: &[&str]) -> Result<(), String> {

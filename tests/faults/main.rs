@@ -64,10 +64,11 @@ fn main() {
         .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
         .collect();
     let suite = Suite::new(long);
+    let file_canary = suite.leaks.file_canary(&suite.nonce);
     let stop = AtomicBool::new(false);
     let mut counts = Counts::default();
     std::thread::scope(|s| {
-        s.spawn(|| suite.leaks.watch_processes(&stop));
+        s.spawn(|| suite.leaks.watch_processes(&stop, &suite.nonce));
         for (name, scenario) in &selected {
             let started = Instant::now();
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| scenario(&suite)))
@@ -86,19 +87,21 @@ fn main() {
     if !selected.is_empty() {
         let mut f = Figures::new();
         let found = suite.leaks.found();
-        f.set(
-            "files_scanned",
-            suite.leaks.files.load(Ordering::Relaxed),
-        )
-        .set(
-            "bytes_scanned",
-            suite.leaks.bytes.load(Ordering::Relaxed),
-        )
-        .set(
-            "process_samples",
-            suite.leaks.ps_samples.load(Ordering::Relaxed),
-        )
-        .set("found", found.len());
+        f.set("files_scanned", suite.leaks.files.load(Ordering::Relaxed))
+            .set("bytes_scanned", suite.leaks.bytes.load(Ordering::Relaxed))
+            .set(
+                "process_samples",
+                suite.leaks.ps_samples.load(Ordering::Relaxed),
+            )
+            .set("found", found.len())
+            .check(
+                file_canary,
+                "the file scan missed its canary (or read held/): it cannot see leaks either",
+            )
+            .check(
+                suite.leaks.canary_seen.load(Ordering::Relaxed),
+                "the process watch did not see its canary: it cannot see leaks either",
+            );
         for place in found.iter().take(5) {
             f.check(false, place.clone());
         }

@@ -32,7 +32,9 @@ fn dropped(suite: &Suite, fault: &str, stage: &str, duplicates: usize) -> Outcom
     // The deferred one goes again on the 1 s retry, without a flush.
     let drained = install.wait_drained(Duration::from_secs(30));
     let tally = Tally::of(suite, &["journalist"], &relay.messages());
-    suite.leaks.scan_install(&install, Some(relay.outdir.path()));
+    suite
+        .leaks
+        .scan_install(&install, Some(relay.outdir.path()));
     let log = daemon.log();
     let deferral = deferral(&log);
 
@@ -101,7 +103,9 @@ fn timed_out(
     install.flush();
     let drained = install.wait_drained(Duration::from_secs(30));
     let tally = Tally::of(suite, &["journalist"], &relay.messages());
-    suite.leaks.scan_install(&install, Some(relay.outdir.path()));
+    suite
+        .leaks
+        .scan_install(&install, Some(relay.outdir.path()));
     let lost = tally.lost(&markers);
 
     let limit = Duration::from_secs(timeout_s);
@@ -133,7 +137,9 @@ fn slow_but_delivered(suite: &Suite, relay: Relay) -> Outcome {
     let drained = install.wait_drained(Duration::from_secs(300));
     let took = started.elapsed();
     let tally = Tally::of(suite, &["journalist"], &relay.messages());
-    suite.leaks.scan_install(&install, Some(relay.outdir.path()));
+    suite
+        .leaks
+        .scan_install(&install, Some(relay.outdir.path()));
     let lost = tally.lost(&markers);
     let mut f = Figures::new();
     f.set("timeout", "15s")
@@ -158,10 +164,9 @@ fn send(suite: &Suite, install: &Install, name: &str, n: usize) -> Vec<String> {
 
 fn set_timeout(install: &Install, seconds: u64) {
     let path = install.setup.config_path();
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "timeout = \"5s\"",
-        &format!("timeout = \"{seconds}s\""),
-    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("timeout = \"5s\"", &format!("timeout = \"{seconds}s\""));
     install.setup.write_config(&text);
 }
 
@@ -176,7 +181,13 @@ fn deferral(log: &str) -> String {
 /// The `reason` of a log line, up to its first colon (the rest is the fix).
 fn reason(line: &str) -> String {
     line.split_once("reason=\"")
-        .map(|(_, r)| r.split([':', '"', '(']).next().unwrap_or_default().trim().to_string())
+        .map(|(_, r)| {
+            r.split([':', '"', '('])
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default()
 }
 

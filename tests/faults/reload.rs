@@ -65,7 +65,9 @@ pub fn run(suite: &Suite) -> Outcome {
         std::thread::sleep(Duration::from_millis(700));
         install.setup.write_config(&after);
         daemon.signal(libc::SIGHUP);
-        if wait_until(Duration::from_secs(10), || daemon.log().contains("reloaded")) {
+        if wait_until(Duration::from_secs(10), || {
+            daemon.log().contains("reloaded")
+        }) {
             reloaded_at = origin.elapsed();
         }
         std::thread::sleep(Duration::from_millis(700));
@@ -85,7 +87,9 @@ pub fn run(suite: &Suite) -> Outcome {
     let acked = acked.into_inner().unwrap();
     let refused = refused.into_inner().unwrap();
     let messages = relay.messages();
-    suite.leaks.scan_install(&install, Some(relay.outdir.path()));
+    suite
+        .leaks
+        .scan_install(&install, Some(relay.outdir.path()));
 
     // Which copies went where, by the outer To: header.
     let to_new: Vec<Vec<u8>> = messages
@@ -118,18 +122,31 @@ pub fn run(suite: &Suite) -> Outcome {
         .set("lost", lost)
         .set("after_reload", after_reload.len())
         .set("to_new_key", after_reload.len() - new_lost)
-        .set("bad_config", if rejected { "rejected" } else { "not rejected" })
+        .set(
+            "bad_config",
+            if rejected { "rejected" } else { "not rejected" },
+        )
         .set("daemon", if alive { "running" } else { "dead" });
     f.check(
         refused.is_empty(),
-        format!("{} submissions refused, e.g. {:?}", refused.len(), refused.first()),
+        format!(
+            "{} submissions refused, e.g. {:?}",
+            refused.len(),
+            refused.first()
+        ),
     )
     .check(!reloaded_at.is_zero(), "the reload was not logged")
     .check(rejected, "the broken config was not rejected")
     .check(alive, "the daemon died")
     .check(drained, "the queue did not drain")
-    .check(lost == 0, format!("{lost} acked alerts never reached {RCPT}"))
-    .check(!after_reload.is_empty(), "nothing was acked after the reload")
+    .check(
+        lost == 0,
+        format!("{lost} acked alerts never reached {RCPT}"),
+    )
+    .check(
+        !after_reload.is_empty(),
+        "nothing was acked after the reload",
+    )
     .check(
         new_lost == 0,
         format!("{new_lost} alerts acked after the reload never reached {NEW} under its key"),

@@ -73,7 +73,9 @@ pub fn run(suite: &Suite) -> Outcome {
     let tally = Tally::of(suite, &["journalist"], &relay.messages());
     let corrupt = install.files("corrupt");
     let failed = install.files("failed");
-    suite.leaks.scan_install(&install, Some(relay.outdir.path()));
+    suite
+        .leaks
+        .scan_install(&install, Some(relay.outdir.path()));
 
     let lost = tally.lost(&acked);
     let duplicates = tally.duplicates();
@@ -97,7 +99,10 @@ pub fn run(suite: &Suite) -> Outcome {
             format!("{duplicates} duplicates for {kills} kills"),
         )
         .check(tally.unreadable == 0, "a message GnuPG could not read")
-        .check(corrupt == 0 && failed == 0, "entries in corrupt/ or failed/");
+        .check(
+            corrupt == 0 && failed == 0,
+            "entries in corrupt/ or failed/",
+        );
     f.done()
 }
 

@@ -327,6 +327,10 @@ pub struct Leaks {
     pub files: AtomicUsize,
     pub bytes: AtomicUsize,
     pub ps_samples: AtomicUsize,
+    /// A process planted with a marker in its arguments, to prove the
+    /// watch sees what it looks for; and whether it did.
+    canary: std::sync::atomic::AtomicU32,
+    pub canary_seen: AtomicBool,
 }
 
 impl Leaks {
@@ -340,6 +344,8 @@ impl Leaks {
             files: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             ps_samples: AtomicUsize::new(0),
+            canary: std::sync::atomic::AtomicU32::new(0),
+            canary_seen: AtomicBool::new(false),
         }
     }
 
@@ -351,7 +357,10 @@ impl Leaks {
         self.bytes.fetch_add(bytes.len(), Ordering::Relaxed);
         for (what, needle) in &self.needles {
             if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
-                self.found.lock().unwrap().push(format!("{what} in {place}"));
+                self.found
+                    .lock()
+                    .unwrap()
+                    .push(format!("{what} in {place}"));
             }
         }
     }
@@ -376,6 +385,22 @@ impl Leaks {
         }
     }
 
+    /// Proves the file scan works: a scratch tree with a marker in
+    /// `queue/` and one in `held/` must yield exactly one find, which is
+    /// then forgotten.
+    pub fn file_canary(&self, nonce: &str) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["queue", "held"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+            std::fs::write(dir.path().join(sub).join("x"), format!("{nonce}-canary")).unwrap();
+        }
+        let before = self.found.lock().unwrap().len();
+        self.scan_tree(dir.path());
+        let mut found = self.found.lock().unwrap();
+        let canaries = found.drain(before..).count();
+        canaries == 1
+    }
+
     /// Scans an install (spool and daemon log) and a relay's mailbox.
     pub fn scan_install(&self, install: &Install, relay_dir: Option<&Path>) {
         self.scan_tree(&install.setup.spool());
@@ -389,21 +414,41 @@ impl Leaks {
         }
     }
 
-    /// Reads every process's arguments every 50 ms until `stop`.
-    pub fn watch_processes(&self, stop: &AtomicBool) {
+    /// Reads every process's arguments every 50 ms until `stop`. A
+    /// canary process carrying a marker runs for the first second.
+    pub fn watch_processes(&self, stop: &AtomicBool, nonce: &str) {
+        let mut canary = std::process::Command::new("sh")
+            .args(["-c", "sleep 1", &format!("{nonce}-canary")])
+            .spawn()
+            .ok();
+        if let Some(c) = &canary {
+            self.canary.store(c.id(), Ordering::Relaxed);
+        }
         while !stop.load(Ordering::Relaxed) {
             if let Ok(rd) = std::fs::read_dir("/proc") {
                 for e in rd.flatten() {
                     let name = e.file_name();
-                    let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                    let Some(pid) = name
+                        .to_str()
+                        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
                     else {
                         continue;
                     };
                     if let Ok(args) = std::fs::read(e.path().join("cmdline")) {
+                        if pid.parse() == Ok(self.canary.load(Ordering::Relaxed)) {
+                            let seen = args.windows(nonce.len()).any(|w| w == nonce.as_bytes());
+                            if seen {
+                                self.canary_seen.store(true, Ordering::Relaxed);
+                            }
+                            continue;
+                        }
                         let place = format!("the arguments of process {pid}");
                         for (what, needle) in &self.needles {
                             if args.windows(needle.len()).any(|w| w == needle.as_slice()) {
-                                self.found.lock().unwrap().push(format!("{what} in {place}"));
+                                self.found
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{what} in {place}"));
                             }
                         }
                     }
@@ -411,6 +456,10 @@ impl Leaks {
             }
             self.ps_samples.fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(c) = canary.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
