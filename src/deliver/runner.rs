@@ -5,8 +5,9 @@
 //!   due. It keeps the queue's entries and their retry states in memory
 //!   ([`Index`]), told of new ones by [`Arrivals`], and re-reads `queue/`
 //!   only when poked and every [`RESCAN_EVERY`]: a scan reads every state
-//!   file, and one per new message made a queue of 10,000 deferred alerts
-//!   take new mail at 85 a second.
+//!   file. With a scan per wake, 10,000 alerts queued behind a dead relay
+//!   took the daemon to 43 MiB and 21 threads; with the index, 35 MiB and
+//!   13 (tests/faults, burst-memory, debug build).
 //! - Everything due goes over one connection, RSET between transactions
 //!   (pipelined with the next transaction's commands when the relay offers
 //!   PIPELINING); the connection stays open for [`KEEPALIVE`] in case more
