@@ -21,15 +21,16 @@ pub fn run(suite: &Suite) -> Outcome {
         Ok(n) => n,
         Err(why) => return Outcome::Skip(format!("cannot make a network namespace: {why}")),
     };
-    let method = match net.impair() {
-        Ok(m) => m,
-        Err(why) => return Outcome::Skip(why),
-    };
     let relay = Relay::start_in(
         &["ip", "netns", "exec", &net.name],
         0,
         &["--host", &net.relay_ip, "--pipelining"],
     );
+    // After the relay's start-up probe, which must not be the one to lose.
+    let method = match net.impair() {
+        Ok(m) => m,
+        Err(why) => return Outcome::Skip(why),
+    };
     // The relay's name is not its address here: pin its certificate.
     let pin = openssl_fingerprint("relay.pem", "sha256");
     let install = Install::new(
@@ -145,13 +146,15 @@ impl Netns {
                 "netem delay 20ms±5ms loss {LOSS_PERCENT}% each way"
             ));
         }
+        // On the veth end only: the namespace's own loopback stays clean.
         let rule = format!("numgen random mod 100 < {LOSS_PERCENT} counter drop");
+        let dev = &self.relay_if;
         let nft = [
             "add table inet lossy".to_string(),
             "add chain inet lossy in { type filter hook input priority 0 ; }".to_string(),
             "add chain inet lossy out { type filter hook output priority 0 ; }".to_string(),
-            format!("add rule inet lossy in {rule}"),
-            format!("add rule inet lossy out {rule}"),
+            format!("add rule inet lossy in iifname {dev} {rule}"),
+            format!("add rule inet lossy out oifname {dev} {rule}"),
         ];
         for command in &nft {
             let mut args = vec!["nft"];

@@ -417,8 +417,14 @@ impl Leaks {
     /// Reads every process's arguments every 50 ms until `stop`. A
     /// canary process carrying a marker runs for the first second.
     pub fn watch_processes(&self, stop: &AtomicBool, nonce: &str) {
-        let mut canary = std::process::Command::new("sh")
-            .args(["-c", "sleep 1", &format!("{nonce}-canary")])
+        // Python, which keeps its arguments and forks nothing (a shell's
+        // forked child would carry the marker under another pid).
+        let mut canary = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import time; time.sleep(1)",
+                &format!("{nonce}-canary"),
+            ])
             .spawn()
             .ok();
         if let Some(c) = &canary {
