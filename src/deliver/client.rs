@@ -795,6 +795,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn after_the_final_dot_a_5xx_fails_and_a_lost_reply_defers_with_a_warning() {
+        let reply = Reply {
+            code: 554,
+            lines: vec!["5.7.1 rejected".into()],
+        };
+        let rejected = DeliverError::Rejected {
+            stage: Stage::DataEnd,
+            reply,
+        };
+        assert!(rejected.is_permanent());
+        let lost = DeliverError::Io {
+            stage: Stage::DataEnd,
+            error: "connection reset".into(),
+        };
+        assert!(!lost.is_permanent() && !lost.before_data());
+        let text = lost.to_string();
+        assert!(
+            text.starts_with("connection lost at end of DATA") && text.contains("twice"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn dot_stuffing() {
         assert_eq!(dot_stuff(b".a\n..b\nc"), b"..a\r\n...b\r\nc\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b"\r\n.\r\n");

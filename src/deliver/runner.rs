@@ -107,9 +107,15 @@ impl Index {
                 self.entries = pending.into_iter().map(|p| (p.id, p.state)).collect();
                 self.scanned = Some(Instant::now());
             }
-            // The index stays as it was; the next wake tries again.
-            Ok(Err(e)) => tracing::error!("cannot read the queue: {e}"),
-            Err(e) => tracing::error!("queue scan failed: {e}"),
+            // The index stays as it was, and the next wake scans again.
+            Ok(Err(e)) => {
+                tracing::error!("cannot read the queue: {e}");
+                self.scanned = None;
+            }
+            Err(e) => {
+                tracing::error!("queue scan failed: {e}");
+                self.scanned = None;
+            }
         }
     }
 

@@ -563,7 +563,6 @@ fn ensure_dir(dir: &Path, mode: u32, enforce: bool) -> Result<(), SpoolError> {
     }
 }
 
-/// Names and paths of a directory's entries.
 /// An entry's header and payload size for a listing, reading the first
 /// [`LISTING_READ`] bytes rather than the whole file (a queue of 10,000
 /// alerts is 40 MB of payload); `None` for a file that is not a whole
@@ -590,6 +589,7 @@ fn read_listing(path: &Path) -> Option<(Entry, u64)> {
 /// How much of each entry a listing reads: headers are a few hundred bytes.
 const LISTING_READ: usize = 4096;
 
+/// Names and paths of a directory's entries.
 fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, SpoolError> {
     let rd = fs::read_dir(dir).map_err(|e| SpoolError::io("list", dir, e))?;
     let mut out = Vec::new();
@@ -724,6 +724,23 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].state, "queued");
         assert_eq!(spool.read(&e.id).unwrap(), e);
+    }
+
+    #[test]
+    fn listings_read_long_headers_whole_and_skip_truncated_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        // A note longer than what a listing reads first.
+        let long = entry(b"payload").with_note(&"n".repeat(LISTING_READ + 100));
+        let cut = entry(b"will be truncated");
+        spool.commit(&[long.clone(), cut.clone()]).unwrap();
+        let path = dir.path().join("queue").join(cut.id.file_name());
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let rows = spool.list().unwrap();
+        assert_eq!(rows.len(), 1, "the truncated entry is not listed");
+        assert_eq!(rows[0].id, long.id);
+        assert_eq!(rows[0].size, 7);
     }
 
     #[test]

@@ -125,11 +125,11 @@ impl Spool {
     }
 
     /// Records a failed attempt. The state file is renamed into place but
-    /// not fsynced: it is a schedule, not mail. A power failure can lose
-    /// the last few seconds of them (or leave one empty, which reads as
-    /// "never tried"), and those entries are tried again sooner; an
-    /// fsync per deferral made a relay outage cost the same disk time
-    /// as taking the mail in, halving what the daemon could take.
+    /// not fsynced: it is a schedule, not mail, and during a relay outage
+    /// every new alert would otherwise add an fsync to the ones its own
+    /// acceptance needs. A restart keeps it; a power failure can lose the
+    /// last few seconds of them (or leave one empty, which reads as
+    /// "never tried"), and those entries are only tried again sooner.
     pub fn defer(&self, id: &QueueId, state: &State) -> Result<(), SpoolError> {
         let path = self.state_path(id);
         let tmp = self.dir("tmp").join(format!(".{id}{STATE_SUFFIX}"));
