@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{Relay, free_port};
-use crate::support::{Figures, Install, Outcome, RCPT, Suite, Tally, alert, submit};
+use crate::common::Relay;
+use crate::support::{Figures, Install, Outcome, RCPT, Suite, Tally, alert, fixed_port, submit};
 
 /// How much room is left when the filler is in place: a few dozen alerts.
 const ROOM: u64 = 160 * 1024;
 
 pub fn run(suite: &Suite) -> Outcome {
-    let relay_port = free_port();
+    let relay_port = fixed_port();
     let install = Install::new(relay_port, "", "\"1h\"");
     let spool = install.setup.spool();
     std::fs::create_dir_all(&spool).unwrap();
