@@ -26,7 +26,7 @@ use crate::config::{Config, ConfigError, Listen};
 use crate::deliver::runner::Arrivals;
 use crate::ingest::Context;
 use crate::ingest::smtp::{self, Sink};
-use crate::spool::{Kind, Spool, SpoolError};
+use crate::spool::{Spool, SpoolError};
 use crate::sysexits;
 
 /// How often the daemon looks at `incoming/` even when nobody woke it:
@@ -427,8 +427,7 @@ async fn pickup_once(spool: &Spool, arrivals: &Arrivals) {
     match tokio::task::spawn_blocking(move || s.pickup()).await {
         Ok(Ok(entries)) => {
             crate::ingest::log_stored(&entries, "sendmail");
-            let outgoing = entries.iter().filter(|e| e.kind == Kind::Outgoing);
-            arrivals.queued(outgoing.map(|e| e.id.clone()));
+            arrivals.queued(&entries);
         }
         Ok(Err(e)) => tracing::error!("cannot pick up submissions: {e}"),
         Err(e) => tracing::error!("pickup task failed: {e}"),

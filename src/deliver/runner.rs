@@ -23,8 +23,8 @@
 //!   `id=... to=... status=sent|deferred|failed relay=host:port tls=TLSv1.3
 //!   attempt=N delay=0.42s reason="..."`.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,7 +32,7 @@ use tokio::sync::{Notify, watch};
 
 use super::client::{Connection, DeliverError, Reply, Settings};
 use crate::ingest::Context;
-use crate::spool::{Pending, QueueId, Spool, State};
+use crate::spool::{Entry, Kind, Pending, QueueId, Spool, SpoolError, State};
 
 /// How long an idle connection to the relay is kept for more mail.
 pub const KEEPALIVE: Duration = Duration::from_secs(5);
@@ -52,20 +52,48 @@ const RESCAN_EVERY: Duration = Duration::from_secs(60);
 /// What the runner has to look at: entries queued since it last looked,
 /// or a request to re-read all of `queue/` (a flush, a release, mail that
 /// sendmail left).
+///
+/// New entries come with their contents while [`CACHE_BYTES`] allows, so
+/// the runner sends what the daemon has just written without reading it
+/// back: one blocking hand-off and five system calls less per alert, on
+/// the path where the queue otherwise backs up behind concurrent clients.
+/// The file stays the truth: it is durable before the entry arrives here,
+/// and whatever is not cached is read from it.
 #[derive(Debug, Default)]
 pub struct Arrivals {
-    queued: Mutex<Vec<QueueId>>,
+    queued: Mutex<Vec<Arrived>>,
+    /// Payload bytes held here and in the runner's cache.
+    cached_bytes: AtomicUsize,
     rescan: AtomicBool,
     wake: Notify,
 }
 
+/// One entry made durable in `queue/`, with its contents when cached.
+#[derive(Debug)]
+struct Arrived {
+    id: QueueId,
+    entry: Option<Entry>,
+}
+
+/// The most payload bytes kept in memory for delivery (about 800 RSA-4096
+/// alerts). Beyond it, entries are read from `queue/` when their turn
+/// comes, as after a restart: a relay outage must not grow the daemon.
+pub const CACHE_BYTES: usize = 4 << 20;
+
 impl Arrivals {
-    /// Entries now durable in `queue/`.
-    pub fn queued(&self, ids: impl IntoIterator<Item = QueueId>) {
+    /// Entries now durable in `queue/`; outgoing ones are for the runner.
+    pub fn queued(&self, entries: &[Entry]) {
+        let arrived = entries
+            .iter()
+            .filter(|e| e.kind == Kind::Outgoing)
+            .map(|e| Arrived {
+                id: e.id.clone(),
+                entry: self.reserve(e.payload.len()).then(|| e.clone()),
+            });
         self.queued
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .extend(ids);
+            .extend(arrived);
         self.wake.notify_one();
     }
 
@@ -76,9 +104,24 @@ impl Arrivals {
     }
 
     /// The new entries, and whether a rescan was asked for.
-    fn take(&self) -> (Vec<QueueId>, bool) {
-        let ids = std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
-        (ids, self.rescan.swap(false, Ordering::AcqRel))
+    fn take(&self) -> (Vec<Arrived>, bool) {
+        let new = std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        (new, self.rescan.swap(false, Ordering::AcqRel))
+    }
+
+    /// Counts `len` cached bytes, if they fit.
+    fn reserve(&self, len: usize) -> bool {
+        self.cached_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(len).filter(|&n| n <= CACHE_BYTES)
+            })
+            .is_ok()
+    }
+
+    /// `entry` left the cache.
+    fn release(&self, entry: &Entry) {
+        self.cached_bytes
+            .fetch_sub(entry.payload.len(), Ordering::AcqRel);
     }
 }
 
@@ -86,6 +129,8 @@ impl Arrivals {
 #[derive(Default)]
 struct Index {
     entries: BTreeMap<QueueId, State>,
+    /// Contents of entries not yet tried, from [`Arrivals`].
+    cached: HashMap<QueueId, Entry>,
     /// When `queue/` was last read whole; `None`: never, or it must be.
     scanned: Option<Instant>,
 }
@@ -95,8 +140,11 @@ impl Index {
     /// replaces it with what `queue/` holds.
     async fn refresh(&mut self, spool: &Spool, arrivals: &Arrivals) {
         let (new, rescan) = arrivals.take();
-        for id in new {
-            self.entries.entry(id).or_default();
+        for arrived in new {
+            if let Some(entry) = arrived.entry {
+                self.cached.insert(arrived.id.clone(), entry);
+            }
+            self.entries.entry(arrived.id).or_default();
         }
         if !rescan && self.scanned.is_some_and(|t| t.elapsed() < RESCAN_EVERY) {
             return;
@@ -106,6 +154,15 @@ impl Index {
             Ok(Ok(pending)) => {
                 self.entries = pending.into_iter().map(|p| (p.id, p.state)).collect();
                 self.scanned = Some(Instant::now());
+                // What left queue/ behind the daemon's back leaves the cache.
+                let entries = &self.entries;
+                self.cached.retain(|id, entry| {
+                    let keep = entries.contains_key(id);
+                    if !keep {
+                        arrivals.release(entry);
+                    }
+                    keep
+                });
             }
             // The index stays as it was, and the next wake scans again.
             Ok(Err(e)) => {
@@ -116,6 +173,23 @@ impl Index {
                 tracing::error!("queue scan failed: {e}");
                 self.scanned = None;
             }
+        }
+    }
+
+    /// The entry's contents: cached, or read from `queue/`. `None`: the
+    /// entry is gone or was not an entry (see [`Spool::read_queued`]).
+    async fn take_entry(
+        &mut self,
+        spool: &Spool,
+        arrivals: &Arrivals,
+        id: &QueueId,
+    ) -> Option<Entry> {
+        match self.cached.remove(id) {
+            Some(entry) => {
+                arrivals.release(&entry);
+                Some(entry)
+            }
+            None => read(spool, id).await,
         }
     }
 
@@ -166,7 +240,7 @@ pub async fn run(
         let Some(p) = prepared.as_ref() else { continue };
 
         index.refresh(&spool, &arrivals).await;
-        let sent = deliver_due(&spool, &ctx, &p.settings, &mut conn, &mut index).await;
+        let sent = deliver_due(&spool, &ctx, &p.settings, &mut conn, &mut index, &arrivals).await;
         let next_due = index.next_due();
         if sent {
             unsynced.get_or_insert_with(Instant::now);
@@ -225,6 +299,7 @@ async fn deliver_due(
     settings: &Result<Settings, String>,
     conn: &mut Option<Kept>,
     index: &mut Index,
+    arrivals: &Arrivals,
 ) -> bool {
     let now = SystemTime::now();
     let due: Vec<Pending> = index
@@ -245,12 +320,12 @@ async fn deliver_due(
     };
     let sender = ctx.sealer.sender.address.as_str().to_string();
 
-    let mut any_sent = false;
+    let mut removals = Removals::new(spool);
     // Once the relay cannot be reached, the rest of this batch is deferred
     // with the same reason instead of trying again for each message.
     let mut unreachable: Option<String> = None;
     for p in due {
-        let Some(entry) = read(spool, &p.id).await else {
+        let Some(entry) = index.take_entry(spool, arrivals, &p.id).await else {
             // Gone (delivered by an earlier run, deleted, quarantined).
             index.entries.remove(&p.id);
             continue;
@@ -263,37 +338,129 @@ async fn deliver_due(
                 p.state.last_error
             );
             batch
-                .record(&p, to, NO_TLS, p.state.attempts, Outcome::Failed(reason))
+                .record(&p, to, NO_TLS, p.state.attempts, Unsent::Failed(reason))
                 .await;
             index.entries.remove(&p.id);
             continue;
         }
         let attempt = p.state.attempts + 1;
         let (tls, outcome, keep) = match (settings, &unreachable) {
-            (Err(e), _) => (NO_TLS, Outcome::Deferred(e.clone()), false),
-            (Ok(_), Some(reason)) => (NO_TLS, Outcome::Deferred(reason.clone()), false),
+            (Err(e), _) => (NO_TLS, Err(Unsent::Deferred(e.clone())), false),
+            (Ok(_), Some(reason)) => (NO_TLS, Err(Unsent::Deferred(reason.clone())), false),
             (Ok(s), None) => match transact(conn, s, &sender, to, &entry.payload).await {
                 Err(reason) => {
                     unreachable = Some(reason.clone());
-                    (NO_TLS, Outcome::Deferred(reason), false)
+                    (NO_TLS, Err(Unsent::Deferred(reason)), false)
                 }
-                Ok((tls, Ok(reply))) => (tls, Outcome::Sent(reply.to_string()), true),
+                Ok((tls, Ok(reply))) => (tls, Ok(reply.to_string()), true),
                 Ok((tls, Err(e))) if e.is_permanent() => {
-                    (tls, Outcome::Failed(e.to_string()), true)
+                    (tls, Err(Unsent::Failed(e.to_string())), true)
                 }
-                Ok((tls, Err(e))) => (tls, Outcome::Deferred(e.to_string()), e.connection_usable()),
+                Ok((tls, Err(e))) => (
+                    tls,
+                    Err(Unsent::Deferred(e.to_string())),
+                    e.connection_usable(),
+                ),
             },
-        };
-        any_sent |= matches!(outcome, Outcome::Sent(_));
-        match batch.record(&p, to, tls, attempt, outcome).await {
-            Some(state) => index.entries.insert(p.id, state),
-            None => index.entries.remove(&p.id),
         };
         if !keep {
             *conn = None;
         }
+        match outcome {
+            Ok(reply) => {
+                batch.log(&p, to, tls, attempt, "sent", &reply);
+                index.entries.remove(&p.id);
+                removals.push(p.id).await;
+            }
+            Err(unsent) => {
+                match batch.record(&p, to, tls, attempt, unsent).await {
+                    Some(state) => index.entries.insert(p.id, state),
+                    None => index.entries.remove(&p.id),
+                };
+            }
+        }
     }
-    any_sent
+    removals.finish().await
+}
+
+/// Sent entries leave `queue/` off the delivery path: one blocking task
+/// at a time removes every entry sent since the previous one started, so
+/// the next transaction does not wait for the file system, and under load
+/// one hand-off removes many. A crash before the removal sends the entry
+/// again: at least once, as when it strikes between the relay's reply and
+/// any removal.
+struct Removals {
+    spool: Spool,
+    waiting: Vec<QueueId>,
+    running: Option<tokio::task::JoinHandle<Vec<Removed>>>,
+    any: bool,
+}
+
+/// One entry's removal and how it went.
+type Removed = (QueueId, Result<(), SpoolError>);
+
+impl Removals {
+    fn new(spool: &Spool) -> Removals {
+        Removals {
+            spool: spool.clone(),
+            waiting: Vec::new(),
+            running: None,
+            any: false,
+        }
+    }
+
+    /// Removes `id` now, or with the next batch while one is running.
+    async fn push(&mut self, id: QueueId) {
+        self.waiting.push(id);
+        self.any = true;
+        if self.running.as_ref().is_none_or(|r| r.is_finished()) {
+            self.wait().await;
+            self.start();
+        }
+    }
+
+    /// Waits for every removal; returns whether any entry was sent.
+    async fn finish(mut self) -> bool {
+        self.wait().await;
+        self.start();
+        self.wait().await;
+        self.any
+    }
+
+    fn start(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.waiting);
+        let s = self.spool.clone();
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            ids.into_iter()
+                .map(|id| {
+                    let removed = s.remove_delivered(&id);
+                    (id, removed)
+                })
+                .collect()
+        }));
+    }
+
+    /// Waits for the running batch and logs what it could not remove.
+    async fn wait(&mut self) {
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        match running.await {
+            Ok(results) => {
+                for (id, removed) in results {
+                    // Left in the queue, it is sent again: at least once,
+                    // never lost.
+                    if let Err(e) = removed {
+                        tracing::error!(id = %id, status = "sent", "cannot record the outcome: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(status = "sent", "cannot record the outcomes: {e}"),
+        }
+    }
 }
 
 /// One transaction on the kept connection, or on a new one. A kept
@@ -350,10 +517,9 @@ async fn open_if_needed<'c>(
     conn.as_mut().ok_or_else(|| "no connection".to_string())
 }
 
-/// What became of one delivery attempt.
-enum Outcome {
-    /// The relay's reply.
-    Sent(String),
+/// Why an attempt did not send its entry (the relay's reply, when it
+/// did, is the `Ok` side).
+enum Unsent {
     /// Why it will be tried again.
     Deferred(String),
     /// Why it never will.
@@ -369,32 +535,28 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// Makes the outcome durable in the spool, then logs the attempt:
-    /// sent entries leave the queue, deferred ones get their next time,
-    /// failed ones move to `failed/`. Returns the entry's new state while
-    /// it stays queued.
+    /// Makes a deferral or a failure durable in the spool, then logs the
+    /// attempt: deferred entries get their next time, failed ones move to
+    /// `failed/`. Returns the entry's new state while it stays queued.
+    /// (Sent entries go through [`Removals`].)
     async fn record(
         &self,
         p: &Pending,
         to: &str,
         tls: &str,
         attempt: u32,
-        outcome: Outcome,
+        unsent: Unsent,
     ) -> Option<State> {
         let s = self.spool.clone();
         let id = p.id.clone();
-        let (status, text, done, still_queued) = match outcome {
-            Outcome::Sent(reply) => {
-                let done = tokio::task::spawn_blocking(move || s.remove_delivered(&id)).await;
-                ("sent", reply, done, None)
-            }
-            Outcome::Deferred(reason) => {
+        let (status, text, done, still_queued) = match unsent {
+            Unsent::Deferred(reason) => {
                 let state: State = p.state.after_failure(self.now, &self.retry, &reason);
                 let written = state.clone();
                 let done = tokio::task::spawn_blocking(move || s.defer(&id, &written)).await;
                 ("deferred", reason, done, Some(state))
             }
-            Outcome::Failed(reason) => {
+            Unsent::Failed(reason) => {
                 let why = reason.clone();
                 let done = tokio::task::spawn_blocking(move || s.fail(&id, &why)).await;
                 ("failed", reason, done, None)
@@ -402,11 +564,17 @@ impl Batch<'_> {
         };
         match done {
             Ok(Ok(())) => {}
-            // A sent entry left in the queue is sent again: at least once,
-            // never lost. A deferral not recorded is retried sooner.
+            // A deferral not recorded is retried sooner; a failure not
+            // recorded stays queued and is tried again.
             Ok(Err(e)) => tracing::error!(id = %p.id, status, "cannot record the outcome: {e}"),
             Err(e) => tracing::error!(id = %p.id, status, "cannot record the outcome: {e}"),
         }
+        self.log(p, to, tls, attempt, status, &text);
+        still_queued
+    }
+
+    /// The attempt's log line: the relay's reply when sent, else why not.
+    fn log(&self, p: &Pending, to: &str, tls: &str, attempt: u32, status: &str, text: &str) {
         let age = SystemTime::now()
             .duration_since(p.id.created())
             .unwrap_or_default();
@@ -423,7 +591,6 @@ impl Batch<'_> {
                 delay = %delay, reason = ?text, "delivery"
             );
         }
-        still_queued
     }
 }
 
@@ -437,5 +604,120 @@ async fn read(spool: &Spool, id: &QueueId) -> Option<crate::spool::Entry> {
             None
         }
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(payload: &[u8]) -> Entry {
+        Entry::new("ossecm@mon", "alerts@example.org", payload.to_vec())
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn new_entries_are_delivered_from_memory_within_the_budget_and_read_back_beyond_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        let small = entry(b"small");
+        let big = entry(&vec![b'x'; CACHE_BYTES]);
+        let held = Entry {
+            kind: Kind::Held,
+            ..entry(b"held original")
+        };
+        let entries = [small.clone(), big.clone(), held.clone()];
+        spool.commit(&entries).unwrap();
+        let arrivals = Arrivals::default();
+        arrivals.queued(&entries);
+        assert_eq!(
+            arrivals.cached_bytes.load(Ordering::Acquire),
+            small.payload.len()
+        );
+
+        block_on(async {
+            let mut index = Index::default();
+            index.refresh(&spool, &arrivals).await;
+            // Held entries are not the runner's; the big one is not cached.
+            assert_eq!(index.entries.len(), 2);
+            assert!(!index.entries.contains_key(&held.id));
+            assert_eq!(index.cached.keys().collect::<Vec<_>>(), vec![&small.id]);
+
+            // The cached copy is what the file holds; taking it frees its bytes.
+            let taken = index.take_entry(&spool, &arrivals, &small.id).await;
+            assert_eq!(taken.as_ref(), Some(&small));
+            assert_eq!(taken, spool.read_queued(&small.id).unwrap());
+            assert_eq!(arrivals.cached_bytes.load(Ordering::Acquire), 0);
+            // The big one comes from the file.
+            let taken = index.take_entry(&spool, &arrivals, &big.id).await;
+            assert_eq!(taken.as_ref(), Some(&big));
+        });
+    }
+
+    #[test]
+    fn a_cached_entry_removed_behind_the_daemons_back_leaves_the_cache_at_the_next_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        let kept = entry(b"kept");
+        let deleted = entry(b"deleted by relayctl");
+        let entries = [kept.clone(), deleted.clone()];
+        spool.commit(&entries).unwrap();
+        let arrivals = Arrivals::default();
+        block_on(async {
+            let mut index = Index::default();
+            index.refresh(&spool, &arrivals).await;
+            arrivals.queued(&entries);
+            index.refresh(&spool, &arrivals).await;
+            assert_eq!(index.cached.len(), 2);
+
+            assert_eq!(spool.delete(&deleted.id).unwrap(), Some("queue"));
+            arrivals.rescan();
+            index.refresh(&spool, &arrivals).await;
+            assert_eq!(index.cached.keys().collect::<Vec<_>>(), vec![&kept.id]);
+            assert!(!index.entries.contains_key(&deleted.id));
+            assert_eq!(
+                arrivals.cached_bytes.load(Ordering::Acquire),
+                kept.payload.len()
+            );
+        });
+    }
+
+    #[test]
+    fn sent_entries_leave_the_queue_in_batches_off_the_delivery_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        let entries: Vec<Entry> = (0..20)
+            .map(|i| entry(format!("alert {i}").as_bytes()))
+            .collect();
+        spool.commit(&entries).unwrap();
+        block_on(async {
+            assert!(!Removals::new(&spool).finish().await, "nothing sent");
+            let mut removals = Removals::new(&spool);
+            for e in &entries {
+                removals.push(e.id.clone()).await;
+            }
+            assert!(removals.finish().await);
+        });
+        assert!(spool.pending().unwrap().is_empty());
+        // Emptied into spares, nothing of the messages left.
+        for (_, path) in list(&dir.path().join("tmp")) {
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "{path:?}");
+        }
+    }
+
+    fn list(dir: &std::path::Path) -> Vec<(String, std::path::PathBuf)> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name().to_string_lossy().into_owned(), e.path())
+            })
+            .collect()
     }
 }

@@ -22,7 +22,7 @@ use super::Context;
 use super::data::{DataReader, Progress};
 use super::session::{DataFailure, Reply, Session, Step, data_reply};
 use crate::deliver::runner::Arrivals;
-use crate::spool::{Entry, Kind, Spool, SpoolError};
+use crate::spool::{Entry, Spool, SpoolError};
 
 /// The longest command line accepted, CRLF included (Postfix's
 /// `line_length_limit` default).
@@ -42,8 +42,7 @@ impl Sink {
         match self {
             Sink::Queue(spool, arrivals) => {
                 spool.commit(entries)?;
-                let outgoing = entries.iter().filter(|e| e.kind == Kind::Outgoing);
-                arrivals.queued(outgoing.map(|e| e.id.clone()));
+                arrivals.queued(entries);
                 Ok(())
             }
             Sink::Incoming(spool) => spool.submit(entries),
