@@ -447,6 +447,14 @@ impl Connection {
         payload: &[u8],
         reset: bool,
     ) -> Result<Reply, DeliverError> {
+        self.begin(from, to, reset).await?;
+        self.data(payload).await
+    }
+
+    /// The first half of [`Connection::send`]: (RSET,) MAIL, RCPT and
+    /// DATA, up to the relay's 354. Until [`Connection::data`] sends the
+    /// final dot, the relay has nothing it could deliver.
+    pub async fn begin(&mut self, from: &str, to: &str, reset: bool) -> Result<(), DeliverError> {
         let mut commands = Vec::with_capacity(4);
         if reset {
             commands.push((Stage::Rset, "RSET".to_string(), 250));
@@ -495,6 +503,13 @@ impl Connection {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The second half of [`Connection::send`]: the message and its final
+    /// dot, and the relay's verdict.
+    pub async fn data(&mut self, payload: &[u8]) -> Result<Reply, DeliverError> {
+        let c = &mut self.conn;
         c.write(Stage::Data, &dot_stuff(payload)).await?;
         let reply = c.read_reply(Stage::DataEnd).await?;
         if reply.is_positive() {

@@ -160,23 +160,50 @@ impl Spool {
     /// [`Spool::sync_queue`] after a batch. In the daemon the file becomes
     /// an empty spare (see `Spares`) rather than being unlinked.
     pub fn remove_delivered(&self, id: &QueueId) -> Result<(), SpoolError> {
+        if let Some(spare) = self.take_out_delivered(id)? {
+            self.empty_spare(spare);
+        }
+        Ok(())
+    }
+
+    /// Takes a delivered entry out of `queue/`, so that it is not sent
+    /// again: one rename (or, outside the daemon, an unlink). Returns the
+    /// spare it became, still to be emptied with [`Spool::empty_spare`].
+    /// The two steps are apart because emptying frees the file's blocks,
+    /// which on a file system mounted with `discard` waits for the device:
+    /// the daemon empties spares off the delivery path.
+    pub fn take_out_delivered(
+        &self,
+        id: &QueueId,
+    ) -> Result<Option<std::path::PathBuf>, SpoolError> {
         let msg = self.dir("queue").join(format!("{id}{MSG_SUFFIX}"));
-        match self.spares.as_deref().filter(|s| s.has_room()) {
+        let spare = match self.spares.as_deref().filter(|s| s.has_room()) {
             Some(spares) => {
                 let spare = spares.new_name(&self.dir("tmp"));
                 fs::rename(&msg, &spare).map_err(|e| SpoolError::io("remove", &msg, e))?;
-                // Emptied at once: nothing of a delivered message stays.
-                match OpenOptions::new().write(true).truncate(true).open(&spare) {
-                    Ok(_) => spares.put(spare),
-                    Err(_) => {
-                        let _ = fs::remove_file(&spare);
-                    }
-                }
+                Some(spare)
             }
-            None => fs::remove_file(&msg).map_err(|e| SpoolError::io("remove", &msg, e))?,
-        }
+            None => {
+                fs::remove_file(&msg).map_err(|e| SpoolError::io("remove", &msg, e))?;
+                None
+            }
+        };
         let _ = fs::remove_file(self.state_path(id));
-        Ok(())
+        Ok(spare)
+    }
+
+    /// Empties a spare from [`Spool::take_out_delivered`], so that nothing
+    /// of the delivered message stays, and keeps it for the next entry.
+    pub fn empty_spare(&self, spare: std::path::PathBuf) {
+        match (
+            self.spares.as_deref(),
+            OpenOptions::new().write(true).truncate(true).open(&spare),
+        ) {
+            (Some(spares), Ok(_)) => spares.put(spare),
+            _ => {
+                let _ = fs::remove_file(&spare);
+            }
+        }
     }
 
     /// Makes removals from `queue/` durable.

@@ -439,13 +439,29 @@ pub fn python(script: &str, args: &[&str], stdin: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// A loopback port nothing listens on now (a relay may take it later).
+/// A loopback port below the kernel's ephemeral range that nothing holds
+/// now, for a peer that binds it later (a relay that comes up, a daemon
+/// restarted on its port). A port from the ephemeral range could meanwhile
+/// be given to an outgoing connection: that made a relay's bind fail in CI.
+/// Ports are handed out once per process, from a start that depends on
+/// the pid, so parallel tests and test binaries do not collide.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let low: usize = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (first, span) = (10_000, low.saturating_sub(10_000).max(1));
+    let start = std::process::id() as usize * 7919;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free loopback port below {low}");
+        let port = (first + (start + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A GnuPG home holding the test recipients' secret keys: the tests check

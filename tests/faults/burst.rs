@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use crate::common::Relay;
 use crate::support::{
-    Figures, Install, Outcome, RCPT, Suite, Tally, alert, fixed_port, rss_kib, submit, wait_until,
+    Figures, Install, Outcome, RCPT, Suite, Tally, alert, rss_kib, submit, wait_until,
 };
 
 const RSS_LIMIT_KIB: u64 = 40 * 1024;
 
 pub fn run(suite: &Suite) -> Outcome {
     let alerts = 10_000;
-    let relay_port = fixed_port();
+    let relay_port = crate::common::free_port();
     let install = Install::new(relay_port, "", "\"1h\"");
     let daemon = install.setup.start();
     let pid = daemon.child.id();

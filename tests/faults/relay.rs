@@ -8,9 +8,7 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use crate::common::Relay;
-use crate::support::{
-    Figures, Install, Outcome, RCPT, Suite, Tally, alert, fixed_port, submit, wait_until,
-};
+use crate::support::{Figures, Install, Outcome, RCPT, Suite, Tally, alert, submit, wait_until};
 
 /// How many alerts each drop scenario sends; the first transaction fails.
 const ALERTS: usize = 3;
@@ -63,14 +61,14 @@ fn dropped(suite: &Suite, fault: &str, stage: &str, duplicates: usize) -> Outcom
 pub fn silent(suite: &Suite) -> Outcome {
     // Takes connections (the kernel completes the handshake) and never
     // says a word.
-    let port = fixed_port();
+    let port = crate::common::free_port();
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     timed_out(suite, "silent", port, 2, "greeting", move || drop(listener))
 }
 
 pub fn slow(suite: &Suite) -> Outcome {
     // Greets at once, then answers each command after 10 s.
-    let port = fixed_port();
+    let port = crate::common::free_port();
     let relay = Relay::start_on(port, &["--fault", "slow", "--fault-count", "-1"]);
     if suite.long {
         return slow_but_delivered(suite, relay);

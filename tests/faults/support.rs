@@ -205,7 +205,7 @@ impl Install {
     pub fn new(relay_port: u16, relay_extra: &str, retry: &str) -> Install {
         let setup = Setup::new();
         setup.use_relay(relay_port, relay_extra);
-        let port = fixed_port();
+        let port = crate::common::free_port();
         let text = std::fs::read_to_string(setup.config_path())
             .unwrap()
             .replace(
@@ -248,29 +248,6 @@ impl Install {
         wait_until(timeout, || {
             self.entries("queue") == 0 && self.entries("incoming") == 0
         })
-    }
-}
-
-/// A loopback port below the kernel's ephemeral range that nothing holds
-/// now. Ports bound later in a scenario (a relay that comes up, a daemon
-/// restarted on its port) come from here: the kernel gives ports of the
-/// ephemeral range to outgoing connections, and one such connection
-/// holding a port taken from `free_port` made a relay's bind fail in CI.
-pub fn fixed_port() -> u16 {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let low: usize = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    let (first, span) = (10_000, low.saturating_sub(10_000).max(1));
-    let start = std::process::id() as usize * 7919;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(n < span, "no free loopback port below {low}");
-        let port = (first + (start + n) % span) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
     }
 }
 
