@@ -201,9 +201,11 @@ pub struct Spool {
 /// VMs), creating a file skips every inode freed in the last 5 to 10
 /// seconds, reading its inode table block for each (`recently_deleted()`
 /// in fs/ext4/ialloc.c). At a thousand alerts a second that scan was a
-/// quarter of the daemon's CPU. Nothing of a delivered message stays in
-/// a spare (it is truncated at once), and a crash leaves only empty files,
-/// which [`Spool::clean_tmp`] removes at the next start.
+/// quarter of the daemon's CPU. Only emptied files are reused: the queue
+/// runner truncates each within milliseconds of the rename, off its
+/// delivery path ([`Spool::take_out_delivered`], [`Spool::empty_spare`]).
+/// A crash in between leaves that ciphertext in `tmp/` (0700), and
+/// [`Spool::clean_tmp`] removes every file there at the next start.
 #[derive(Debug, Default)]
 struct Spares {
     free: Mutex<Vec<PathBuf>>,
