@@ -79,7 +79,7 @@ struct Arrived {
 /// The most payload bytes kept in memory for delivery (about 800 RSA-4096
 /// alerts). Beyond it, entries are read from `queue/` when their turn
 /// comes, as after a restart: a relay outage must not grow the daemon.
-pub const CACHE_BYTES: usize = 4 << 20;
+const CACHE_BYTES: usize = 4 << 20;
 
 impl Arrivals {
     /// Entries now durable in `queue/`; outgoing ones are for the runner.

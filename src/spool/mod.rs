@@ -784,6 +784,32 @@ mod tests {
     }
 
     #[test]
+    fn taking_out_a_missing_entry_is_an_error_and_a_vanished_spare_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        // An entry relayctl deleted meanwhile: the error names its file.
+        let gone = entry(b"gone");
+        let err = spool.take_out_delivered(&gone.id).unwrap_err().to_string();
+        assert!(err.contains(&gone.id.file_name()), "{err}");
+
+        // A spare that vanished before it was emptied is not kept for reuse.
+        let sent = entry(b"MARKER-SENT");
+        spool.commit(std::slice::from_ref(&sent)).unwrap();
+        let spare = spool
+            .take_out_delivered(&sent.id)
+            .unwrap()
+            .expect("a spare");
+        assert_eq!(fs::read(&spare).unwrap(), sent.encode(), "not yet emptied");
+        fs::remove_file(&spare).unwrap();
+        spool.empty_spare(spare);
+        assert!(spool.spares.as_ref().unwrap().take().is_none());
+        // The next entry gets a file of its own.
+        let next = entry(b"next");
+        spool.commit(std::slice::from_ref(&next)).unwrap();
+        assert_eq!(spool.read(&next.id).unwrap(), next);
+    }
+
+    #[test]
     fn corrupt_submissions_are_quarantined() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open_daemon(dir.path()).unwrap();
