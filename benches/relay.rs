@@ -22,7 +22,6 @@ use alert_relay::config::{Config, MessageFormat};
 use alert_relay::daemon::Daemon;
 use alert_relay::encrypt::{Keyring, Sealer};
 use alert_relay::ingest::Context;
-use alert_relay::spool::QueueId;
 
 fn keys_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys").to_string()
@@ -89,18 +88,17 @@ fn encryption() {
         let keyring = Keyring::load(&config).unwrap();
         let rk = keyring.iter().next().unwrap().clone();
         for format in [MessageFormat::PgpMime, MessageFormat::Inline] {
-            let mut sealer = Sealer::new(&config, "mon.example.org").unwrap();
+            let mut sealer = Sealer::new(&config).unwrap();
             sealer.format = format;
             let msg = alert(0);
-            let id = QueueId::generate();
             let now = SystemTime::now();
             for _ in 0..50 {
-                sealer.seal(&msg, &rk, &id, now).unwrap();
+                sealer.outgoing(&msg, &rk, now).unwrap();
             }
             let n = 2000;
             let start = Instant::now();
             for _ in 0..n {
-                sealer.seal(&msg, &rk, &id, now).unwrap();
+                sealer.outgoing(&msg, &rk, now).unwrap();
             }
             let per = start.elapsed() / n;
             println!(

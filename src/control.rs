@@ -60,7 +60,7 @@ pub fn queue_json(rows: &[Listing]) -> String {
     let rows: Vec<JsonRow<'_>> = rows
         .iter()
         .map(|r| JsonRow {
-            id: r.id.as_str(),
+            id: &r.id,
             state: r.state,
             recipient: &r.recipient,
             size: r.size,
@@ -204,6 +204,9 @@ pub enum ReleaseError {
     Spool(crate::spool::SpoolError),
     NotConfigured(String),
     StillCannotEncrypt(crate::encrypt::CannotEncrypt),
+    /// The held original is encrypted to the hold key, which this user
+    /// cannot read, or which does not open it.
+    HoldKey(String),
 }
 
 impl std::fmt::Display for ReleaseError {
@@ -221,6 +224,7 @@ impl std::fmt::Display for ReleaseError {
                 "still cannot encrypt: {why}; fix the recipient's key file (relayctl key FILE), \
                  then release again"
             ),
+            ReleaseError::HoldKey(e) => write!(f, "{e}"),
         }
     }
 }
@@ -240,16 +244,22 @@ pub fn release(config: Config, id: &crate::spool::QueueId) -> Result<String, Rel
         .keyring
         .get(&recipient)
         .ok_or_else(|| ReleaseError::NotConfigured(held.recipient.clone()))?;
-    let sealed = ctx
+    let original = match held.kind {
+        Kind::HeldSealed => crate::encrypt::hold::open(spool.root(), &held.payload)
+            .map_err(ReleaseError::HoldKey)?,
+        _ => held.payload,
+    };
+    let message = ctx
         .sealer
-        .seal(&held.payload, key, id, std::time::SystemTime::now())
+        .outgoing(&original, key, std::time::SystemTime::now())
         .map_err(ReleaseError::StillCannotEncrypt)?;
+    drop(original);
     let outgoing = Entry::with_id(
         id.clone(),
         Kind::Outgoing,
         &held.sender,
         &held.recipient,
-        sealed,
+        message,
     );
     spool.release(&outgoing).map_err(ReleaseError::Spool)?;
     spool.wake();

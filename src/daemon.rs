@@ -24,6 +24,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::config::{Config, ConfigError, Listen};
 use crate::deliver::runner::Arrivals;
+use crate::encrypt::HoldKey;
 use crate::ingest::Context;
 use crate::ingest::smtp::{self, Sink};
 use crate::spool::{Spool, SpoolError};
@@ -47,6 +48,8 @@ pub enum StartError {
     NotLoopback(SocketAddr),
     NoListener,
     Runtime(io::Error),
+    /// The spool's hold key could not be read or made.
+    HoldKey(String),
 }
 
 impl fmt::Display for StartError {
@@ -77,6 +80,11 @@ impl fmt::Display for StartError {
             ),
             StartError::NoListener => write!(f, "no address in listen.addresses could be bound"),
             StartError::Runtime(e) => write!(f, "cannot start the runtime: {e}"),
+            StartError::HoldKey(e) => write!(
+                f,
+                "{e} (the hold key lives in queue.dir; a damaged one can be moved away, \
+                 which makes a new one, but held alerts encrypted to it then need the old file)"
+            ),
         }
     }
 }
@@ -108,6 +116,8 @@ fn limit_malloc_arenas() {
 
 /// Runs the daemon until SIGTERM; returns the process exit code.
 pub fn run(config_path: &Path) -> u8 {
+    // Alert plaintext passes through this process's memory.
+    crate::os::forbid_core_dumps();
     limit_malloc_arenas();
     init_logging();
     let started = load(config_path)
@@ -169,10 +179,11 @@ pub struct Daemon {
 
 impl Daemon {
     /// Opens the spool and binds the listeners; nothing is accepted yet.
-    pub async fn start(path: &Path, ctx: Context) -> Result<Daemon, StartError> {
-        let config = &ctx.config;
-        let spool = Spool::open_daemon(&config.queue.dir).map_err(StartError::Spool)?;
+    pub async fn start(path: &Path, mut ctx: Context) -> Result<Daemon, StartError> {
+        let spool = Spool::open_daemon(&ctx.config.queue.dir).map_err(StartError::Spool)?;
         let lock = spool.lock().map_err(StartError::Spool)?;
+        ctx.hold = Some(HoldKey::ensure(spool.root()).map_err(StartError::HoldKey)?);
+        let config = &ctx.config;
         let abandoned = spool.clean_tmp().map_err(StartError::Spool)?;
         if abandoned > 0 {
             tracing::info!(
@@ -244,7 +255,8 @@ impl Daemon {
         }
         // What sendmail left while the daemon was down joins the queue
         // before the first delivery run, so it goes out in one batch.
-        pickup_once(&spool, &arrivals).await;
+        let first = ctx_rx.borrow().clone();
+        pickup_once(&spool, &first, &arrivals).await;
         let runner = tokio::spawn(crate::deliver::runner::run(
             spool.clone(),
             ctx_rx.clone(),
@@ -254,6 +266,7 @@ impl Daemon {
         tokio::spawn(pickup_loop(
             spool.clone(),
             wake,
+            ctx_rx.clone(),
             arrivals.clone(),
             stop_rx.clone(),
         ));
@@ -405,6 +418,7 @@ fn reload(path: &Path, ctx_tx: &watch::Sender<Arc<Context>>) {
 async fn pickup_loop(
     spool: Spool,
     wake: tokio::net::UnixDatagram,
+    ctx: watch::Receiver<Arc<Context>>,
     arrivals: Arc<Arrivals>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -412,19 +426,29 @@ async fn pickup_loop(
     loop {
         tokio::select! {
             _ = wake.recv(&mut buf) => {
-                pickup_once(&spool, &arrivals).await;
+                let now = ctx.borrow().clone();
+                pickup_once(&spool, &now, &arrivals).await;
                 arrivals.rescan();
             }
-            _ = tokio::time::sleep(PICKUP_INTERVAL) => pickup_once(&spool, &arrivals).await,
+            _ = tokio::time::sleep(PICKUP_INTERVAL) => {
+                let now = ctx.borrow().clone();
+                pickup_once(&spool, &now, &arrivals).await
+            }
             _ = stop.changed() => return,
         }
     }
 }
 
-/// One pass over `incoming/`; tells the runner what it queued.
-async fn pickup_once(spool: &Spool, arrivals: &Arrivals) {
+/// One pass over `incoming/`, each submission checked against the config
+/// in force ([`Context::admit`]); tells the runner what it queued.
+async fn pickup_once(spool: &Spool, ctx: &Arc<Context>, arrivals: &Arrivals) {
     let s = spool.clone();
-    match tokio::task::spawn_blocking(move || s.pickup()).await {
+    let ctx = ctx.clone();
+    // A submission is at most one message, encrypted (about 1.4 times
+    // its size), with its header: twice the size limit is ample.
+    let max_bytes = ctx.config.listen.max_message_size.0.saturating_mul(2) + (64 << 10);
+    let picked = tokio::task::spawn_blocking(move || s.pickup(max_bytes, |e| ctx.admit(e))).await;
+    match picked {
         Ok(Ok(entries)) => {
             crate::ingest::log_stored(&entries, "sendmail");
             arrivals.queued(&entries);

@@ -178,8 +178,14 @@ pub fn run() -> Result<(), String> {
         println!("\n2. A cron job's mail through sendmail (the same code as /usr/sbin/sendmail):");
         let args = sendmail::parse_args("sendmail", &["-oi".into(), "root".into()])
             .map_err(|e| e.to_string())?;
+        // The demo's sendmail runs as its user: no privilege to split.
+        let submitter = crate::ingest::Context::new(config.clone()).map_err(|e| e.to_string())?;
+        let dropbox = sendmail::Dropbox::Direct(
+            Spool::open_submitter(&config.queue.dir).map_err(|e| e.to_string())?,
+        );
         let entries = sendmail::submit(
-            config.clone(),
+            &submitter,
+            &dropbox,
             &args,
             b"Subject: Cron <root@mon> /usr/local/bin/backup\n\nbackup finished\n",
         )

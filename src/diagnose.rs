@@ -13,7 +13,6 @@ use crate::config::Config;
 use crate::deliver::client::{self, Connection, Settings};
 use crate::encrypt::keys;
 use crate::ingest::Context;
-use crate::spool::QueueId;
 
 /// What to check and where to send the test alert.
 pub struct Options<'a> {
@@ -298,7 +297,6 @@ async fn network(
     let Some(key) = ctx.keyring.get(&to) else {
         return report.step(false, "DATA", &format!("no key loaded for {to}"));
     };
-    let id = QueueId::generate();
     let alert = format!(
         "From: alert-relay test <{from}>\r\nTo: <{to}>\r\nSubject: alert-relay test from {host}\r\n\r\n\
          This is a test alert from `relayctl test` on {host}, sent at {now}.\r\n\
@@ -308,7 +306,7 @@ async fn network(
     );
     let sealed = match ctx
         .sealer
-        .seal(alert.as_bytes(), key, &id, SystemTime::now())
+        .outgoing(alert.as_bytes(), key, SystemTime::now())
     {
         Ok(m) => m,
         Err(e) => {

@@ -22,6 +22,7 @@ pub mod diagnose;
 pub mod encrypt;
 pub mod ingest;
 pub mod message;
+pub mod os;
 pub mod route;
 pub mod securedrop;
 pub mod spool;

@@ -24,6 +24,9 @@ OSSEC HIDS Notification.\r\n\
 Received From: (app) 10.20.2.2->/var/log/auth.log\r\n\
 Rule: 5503 fired (level 7) -> \"MARKER-ALERT-BODY\"\r\n";
 
+/// Submits through `sendmail`, then lets the daemon check and wrap what
+/// it wrote: returns the outgoing entries in `queue/` (the test relay is a
+/// closed port, so they stay there).
 fn submit(setup: &Setup, message: &[u8], to: &[&str]) -> Vec<Entry> {
     let mut args = vec!["-i"];
     args.extend_from_slice(to);
@@ -33,7 +36,11 @@ fn submit(setup: &Setup, message: &[u8], to: &[&str]) -> Vec<Entry> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    setup.entries("incoming")
+    let submitted = setup.entries("incoming").len();
+    let _daemon = setup.start();
+    let queued = setup.wait_queued(submitted);
+    assert_eq!(queued.len(), submitted);
+    queued
 }
 
 fn header_names(message: &[u8]) -> Vec<String> {
@@ -257,7 +264,7 @@ fn with_key(setup: &Setup, name: &str, extra: &str) {
 }
 
 #[test]
-fn a_key_that_cannot_encrypt_gets_a_notice_and_the_original_is_held() {
+fn a_key_that_cannot_encrypt_gets_a_generic_notice_and_the_original_is_held_encrypted() {
     for (name, reason) in [
         ("expired", "the key expired on 2020-01-02"),
         ("revoked", "the key is revoked"),
@@ -272,37 +279,57 @@ fn a_key_that_cannot_encrypt_gets_a_notice_and_the_original_is_held() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // Not even in incoming/ does the held original rest in plaintext.
         let queued = setup.wait_queued(1);
         assert_eq!(queued.len(), 1, "{name}: only the notice is queued");
         let notice = String::from_utf8_lossy(&queued[0].payload).to_string();
-        assert!(notice.contains("Failed to encrypt alert"), "{notice}");
-        assert!(notice.contains(reason), "{name}: {notice}");
-        assert!(notice.contains(&common::fingerprint(name)), "{notice}");
+        // The notice is the same fixed text for every failure: what it
+        // says crosses a third-party relay in the clear.
+        let (head, body) = notice.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains("\r\nSubject: Failed to encrypt an alert\r\n"),
+            "{head}"
+        );
+        assert_eq!(
+            lf(body.as_bytes()),
+            alert_relay::encrypt::NOTICE_TEXT.as_bytes(),
+            "{name}"
+        );
         for leak in [
             "MARKER-ALERT-BODY",
             "10.20.2.2",
             "OSSEC Notification",
             "ossecm",
             "5503",
+            "mon.example.org",
+            reason,
+            &common::fingerprint(name),
         ] {
             assert!(
                 !notice.contains(leak),
-                "{name}: alert content {leak:?} in the notice:\n{notice}"
+                "{name}: {leak:?} in the plaintext notice:\n{notice}"
             );
         }
-        // The notice and the held original are picked up one after the other.
+        // The details are for the admin: in relayctl queue and the log.
+        assert!(queued[0].note.contains(reason), "{:?}", queued[0].note);
         let held = setup.wait_entries("held", 1);
         assert_eq!(held.len(), 1, "{name}");
-        assert_eq!(held[0].payload, OSSEC);
+        assert!(held[0].note.contains(reason), "{:?}", held[0].note);
         assert!(
-            notice.contains(&format!("relayctl release {}", held[0].id)),
-            "{notice}"
+            !contains(&held[0].payload, b"MARKER-ALERT-BODY"),
+            "{name}: held in plaintext"
         );
+        // The spool's hold key opens it, and GnuPG agrees.
+        let hold = Gpg::with_secret_file(&setup.spool().join("hold.key"));
+        assert_eq!(hold.decrypt(&held[0].payload), OSSEC, "{name}");
         let mode = std::fs::metadata(setup.spool().join(format!("held/{}.msg", held[0].id)))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        let log = daemon.wait_log("held: the recipient's key cannot encrypt");
+        assert!(log.contains(reason), "{log}");
+        assert!(!log.contains("MARKER"), "{log}");
         drop(daemon);
     }
 }
@@ -320,7 +347,7 @@ fn on_key_failure_drop_keeps_only_the_notice() {
     assert_eq!(common::code(&reply), 250);
     let queued = setup.wait_queued(1);
     assert_eq!(queued.len(), 1);
-    assert!(String::from_utf8_lossy(&queued[0].payload).contains("was not kept"));
+    assert!(String::from_utf8_lossy(&queued[0].payload).contains("could not be encrypted"));
     assert!(setup.entries("held").is_empty());
     let log = daemon.wait_log("cannot encrypt");
     assert!(!log.contains("MARKER"), "{log}");

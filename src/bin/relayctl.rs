@@ -10,6 +10,8 @@ use alert_relay::sysexits;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // It reads the SASL password, the hold key and held alerts.
+    alert_relay::os::forbid_core_dumps();
     alert_relay::cli::die_on_broken_pipe();
     let cli = Relayctl::parse();
     let path = config::resolve_path(cli.config);
@@ -307,7 +309,7 @@ fn delete(path: &std::path::Path, id: &str, yes: bool) -> u8 {
     let row = spool
         .list()
         .ok()
-        .and_then(|rows| rows.into_iter().find(|r| r.id == id));
+        .and_then(|rows| rows.into_iter().find(|r| r.id == id.as_str()));
     let Some(row) = row else {
         eprintln!("relayctl: no message {id} in the spool");
         return sysexits::NOUSER;

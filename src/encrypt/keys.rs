@@ -166,6 +166,17 @@ pub fn can_encrypt(cert: &Cert, now: SystemTime) -> Result<(), CannotEncrypt> {
     if encryption_keys(cert, now).next().is_some() {
         return Ok(());
     }
+    // An RSA subkey whose exponent makes the encryption worthless.
+    let weak = valid
+        .keys()
+        .subkeys()
+        .key_flags(encryption_flags())
+        .alive()
+        .revoked(false)
+        .find_map(|k| weak_rsa(k.key().role_as_unspecified()));
+    if let Some(why) = weak {
+        return Err(CannotEncrypt::Policy(why));
+    }
     // Say "expired" when an encryption subkey exists but has run out.
     let expired = valid
         .keys()
@@ -202,6 +213,34 @@ pub fn encryption_keys(
         .alive()
         .revoked(false)
         .key_flags(encryption_flags())
+        .filter(|k| weak_rsa(k.key().role_as_unspecified()).is_none())
+}
+
+/// Why an RSA key must not be encrypted to: a public exponent below 3
+/// (with e = 1 the "ciphertext" is the padded session key itself) or an
+/// even one (no valid RSA key has it). `None` for a sound key, or a key of
+/// another algorithm. StandardPolicy does not look at the exponent.
+pub fn weak_rsa(
+    key: &openpgp::packet::Key<
+        openpgp::packet::key::PublicParts,
+        openpgp::packet::key::UnspecifiedRole,
+    >,
+) -> Option<String> {
+    let openpgp::crypto::mpi::PublicKey::RSA { e, .. } = key.mpis() else {
+        return None;
+    };
+    let e = e.value();
+    let first = e.iter().position(|b| *b != 0).unwrap_or(e.len());
+    let e = &e[first..];
+    let below_three = e.len() <= 1 && e.first().copied().unwrap_or(0) < 3;
+    let even = e.last().is_none_or(|b| b & 1 == 0);
+    (below_three || even).then(|| {
+        format!(
+            "its RSA key {} has an unsafe public exponent ({}): ask its owner for a new key",
+            key.fingerprint(),
+            if below_three { "below 3" } else { "even" }
+        )
+    })
 }
 
 /// One configured recipient with their certificate.

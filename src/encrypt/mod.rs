@@ -12,9 +12,11 @@
 //!
 //! Encryption runs in-process with sequoia-openpgp: no gpg, no fork.
 
+pub mod hold;
 pub mod keys;
 mod mime;
 mod rsa;
+mod sealed;
 pub mod subject;
 
 use std::io::Write;
@@ -30,8 +32,10 @@ use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message};
 use openpgp::types::SymmetricAlgorithm;
 
 use crate::config::{Config, KeyFailurePolicy, Mailbox, MessageFormat, SubjectPolicy};
-use crate::spool::QueueId;
+use crate::route::Recipient;
+pub use hold::HoldKey;
 pub use keys::{CannotEncrypt, Keyring, RecipientKey};
+pub use sealed::Sealed;
 
 /// What the config says about building outgoing messages.
 #[derive(Debug, Clone)]
@@ -40,97 +44,152 @@ pub struct Sealer {
     pub subject: SubjectPolicy,
     pub on_key_failure: KeyFailurePolicy,
     pub sender: Mailbox,
-    pub hostname: String,
 }
+
+/// The outer Subject of the notice sent instead of an alert that could not
+/// be encrypted.
+pub const NOTICE_SUBJECT: &str = "Failed to encrypt an alert";
+
+/// The whole text of that notice. It is the same for every failure, as
+/// SecureDrop's: it travels in the clear through a third-party relay, so
+/// it names no host, recipient, key, reason or queue id. Those are in the
+/// log and in `relayctl queue` on the host.
+pub const NOTICE_TEXT: &str = "\
+An alert could not be encrypted to your OpenPGP key, so it was not sent.
+
+Investigate the mail configuration of the server that sends alerts:
+`relayctl queue` and `relayctl check` there say what is wrong.
+";
 
 impl Sealer {
     /// The sealer for a validated config.
-    pub fn new(config: &Config, hostname: &str) -> Result<Sealer, String> {
+    pub fn new(config: &Config) -> Result<Sealer, String> {
         Ok(Sealer {
             format: config.message.format,
             subject: config.message.subject,
             on_key_failure: config.message.on_key_failure,
             sender: config.sender()?,
-            hostname: hostname.to_string(),
         })
     }
 
-    /// The encrypted outgoing message for `key`'s recipient, or why the
-    /// key cannot encrypt now.
+    /// Encrypts `original` for `key`'s recipient alone, or says why the
+    /// key cannot encrypt now. The result is wrapped into the outgoing
+    /// message by [`Sealer::wrap`] (at once by the daemon; after the
+    /// daemon's check for what `sendmail` submits).
     pub fn seal(
         &self,
         original: &[u8],
         key: &RecipientKey,
-        id: &QueueId,
         now: SystemTime,
-    ) -> Result<Vec<u8>, CannotEncrypt> {
+    ) -> Result<Sealed, CannotEncrypt> {
         let subject = original_subject(original);
-        let outer_subject = subject::outer(self.subject, subject.as_deref());
-        let date = rfc822_date(now);
-        let outer = mime::Outer::new(
-            &self.sender,
-            key.recipient.0.as_str(),
-            outer_subject.as_deref(),
-            &date,
-            &self.message_id(id),
-        );
-        match self.format {
+        let sealed = Sealed {
+            format: self.format,
+            subject: subject::outer(self.subject, subject.as_deref()),
+            date: rfc822_date(now),
+            message_id: format!("{}@{}", random_token(), self.sender.address.domain()),
+            armored: Vec::new(),
+        };
+        let armored = match self.format {
             MessageFormat::PgpMime => {
-                let payload = mime::protected_payload(original, &outer, &date);
-                let armored = encrypt_armored(key, now, &payload)?;
-                Ok(mime::pgp_mime(
-                    &outer,
-                    &armored,
-                    &format!("=_alert-relay.{id}"),
-                ))
+                let outer = self.outer(&sealed, &key.recipient);
+                let payload = mime::protected_payload(original, &outer, &sealed.date);
+                encrypt_armored(key, now, &payload)?
             }
-            MessageFormat::Inline => {
-                let armored = encrypt_armored(key, now, crate::message::body(original))?;
-                Ok(mime::inline(&outer, &armored))
+            MessageFormat::Inline => encrypt_armored(key, now, crate::message::body(original))?,
+        };
+        Ok(Sealed { armored, ..sealed })
+    }
+
+    /// The outgoing message for `to`: outer header fields from the
+    /// allow-list around the sealed alert. The MIME boundary is random.
+    pub fn wrap(&self, sealed: &Sealed, to: &Recipient) -> Vec<u8> {
+        let outer = self.outer(sealed, to);
+        match sealed.format {
+            MessageFormat::PgpMime => {
+                mime::pgp_mime(&outer, &sealed.armored, &format!("=_{}", random_token()))
             }
+            MessageFormat::Inline => mime::inline(&outer, &sealed.armored),
         }
     }
 
-    /// The plaintext notice sent instead of an alert that could not be
-    /// encrypted. It names the key and the reason, never the alert.
-    pub fn notice(
+    /// [`Sealer::seal`] then [`Sealer::wrap`]: the outgoing message.
+    pub fn outgoing(
         &self,
+        original: &[u8],
         key: &RecipientKey,
-        reason: &CannotEncrypt,
-        held: Option<&QueueId>,
-        id: &QueueId,
         now: SystemTime,
-    ) -> Vec<u8> {
-        let host = &self.hostname;
-        let outer = mime::Outer::new(
-            &self.sender,
-            key.recipient.0.as_str(),
-            Some(&format!("Failed to encrypt alert on {host}")),
-            &rfc822_date(now),
-            &self.message_id(id),
-        );
-        let kept = match held {
-            Some(h) => format!(
-                "The alert is kept on {host} with queue id {h}. Once the key is fixed, \
-                 `relayctl release {h}` encrypts and sends it."
-            ),
-            None => "The alert was not kept (message.on_key_failure = \"drop\").".to_string(),
-        };
-        let text = format!(
-            "alert-relay on {host} received an alert for {to}, but could not encrypt it\n\
-             to the OpenPGP key {fpr}: {reason}.\n\n\
-             {kept}\n\n\
-             Failed to encrypt alert: investigate the relay's configuration\n\
-             (`relayctl check` on {host} says what is wrong with the key).\n",
-            to = key.recipient,
-            fpr = key.fingerprint,
-        );
-        mime::notice(&outer, &text)
+    ) -> Result<Vec<u8>, CannotEncrypt> {
+        self.seal(original, key, now)
+            .map(|sealed| self.wrap(&sealed, &key.recipient))
     }
 
-    fn message_id(&self, id: &QueueId) -> String {
-        format!("{id}@{}", self.sender.address.domain())
+    /// Checks what `sendmail` (or anything with the spool's group) wrote
+    /// as a sealed alert for `key`'s recipient: the fields must be of the
+    /// form [`Sealer::seal`] makes, and the OpenPGP message must be
+    /// encrypted to that recipient's key and nothing else (no password,
+    /// no other key, no plaintext packet). Returns it ready to wrap, its
+    /// armor made anew and its Subject held to the policy in force now.
+    pub fn check(&self, payload: &[u8], key: &RecipientKey) -> Result<Sealed, String> {
+        let sealed = Sealed::decode(payload)?;
+        let armored = sealed::canonical_armor(&sealed.armored, &|handle| {
+            key.cert
+                .keys()
+                .any(|ka| handle.aliases(ka.key().key_handle()))
+        })
+        .map_err(|e| format!("the alert is not encrypted to {}: {e}", key.fingerprint))?;
+        Ok(Sealed {
+            subject: subject::outer(self.subject, sealed.subject.as_deref()),
+            armored,
+            ..sealed
+        })
     }
+
+    /// The plaintext notice sent instead of an alert that could not be
+    /// encrypted: always the same text ([`NOTICE_TEXT`]), nothing of the
+    /// alert, the host or the key.
+    pub fn notice(&self, to: &Recipient, now: SystemTime) -> Vec<u8> {
+        let sealed = Sealed {
+            format: MessageFormat::Inline,
+            subject: Some(NOTICE_SUBJECT.to_string()),
+            date: rfc822_date(now),
+            message_id: format!("{}@{}", random_token(), self.sender.address.domain()),
+            armored: Vec::new(),
+        };
+        mime::notice(&self.outer(&sealed, to), NOTICE_TEXT)
+    }
+
+    fn outer(&self, sealed: &Sealed, to: &Recipient) -> mime::Outer {
+        mime::Outer::new(
+            &self.sender,
+            to.0.as_str(),
+            sealed.subject.as_deref(),
+            &sealed.date,
+            &sealed.message_id,
+        )
+    }
+}
+
+/// 128 random bits in hex: a Message-ID's local part, a MIME boundary.
+/// Random rather than derived from the queue id, which holds the time,
+/// the daemon's pid and a counter: the relay and every later hop would
+/// learn how many alerts the host has sent.
+fn random_token() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // The system CSPRNG failing is a broken host; a token from the
+        // clock and a counter stays unique, if not secret.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes[..8].copy_from_slice(&(t as u64).to_be_bytes());
+        bytes[8..].copy_from_slice(&n.to_be_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The original's Subject, decoded (RFC 2047), if it has one.
@@ -149,7 +208,7 @@ fn rfc822_date(now: SystemTime) -> String {
 }
 
 /// `plaintext` encrypted to the recipient's valid encryption keys at
-/// `now`, ASCII-armored.
+/// `now`, ASCII-armored (LF line ends).
 fn encrypt_armored(
     key: &RecipientKey,
     now: SystemTime,

@@ -97,8 +97,10 @@ impl RsaKey {
         {
             return None;
         }
-        // An even modulus is no RSA key; sequoia will say what is wrong.
-        if n[n.len() - 1] & 1 == 0 {
+        // An even modulus is no RSA key, and an exponent below 3 or even
+        // makes the encryption worthless: such keys are refused before
+        // they get here (`keys::weak_rsa`), and never taken here.
+        if n[n.len() - 1] & 1 == 0 || e[e.len() - 1] & 1 == 0 || (e.len() == 1 && e[0] < 3) {
             return None;
         }
         Some(RsaKey {
@@ -290,6 +292,34 @@ mod tests {
             let k = ka.key().parts_as_public().role_as_unspecified().clone();
             assert!(RsaKey::new(&k).is_none());
         }
+    }
+
+    #[test]
+    fn unsafe_exponents_are_refused() {
+        let cert = secret_cert("rsa2048");
+        let sub = cert.keys().subkeys().next().unwrap();
+        let public = sub.key().parts_as_public().role_as_unspecified().clone();
+        let mpi::PublicKey::RSA { n, .. } = public.mpis() else {
+            panic!("an RSA key");
+        };
+        let created = public.creation_time();
+        for (e, why) in [
+            (&[1u8][..], "below 3"),
+            (&[2], "below 3"),
+            (&[0x01, 0x00, 0x00], "even"),
+        ] {
+            let weak: Key<PublicParts, UnspecifiedRole> =
+                openpgp::packet::key::Key4::import_public_rsa(e, n.value(), Some(created))
+                    .unwrap()
+                    .into();
+            assert!(RsaKey::new(&weak).is_none(), "{e:?}");
+            let said = crate::encrypt::keys::weak_rsa(&weak).expect("refused");
+            assert!(said.contains(why), "{said}");
+        }
+        assert!(
+            crate::encrypt::keys::weak_rsa(&public).is_none(),
+            "65537 is fine"
+        );
     }
 
     #[test]

@@ -33,19 +33,32 @@ pub const MAX_COMMAND_LINE: usize = 2048;
 pub enum Sink {
     /// The daemon: straight into `queue/`, and tell the queue runner.
     Queue(Spool, Arc<Arrivals>),
-    /// `sendmail -bs`: into `incoming/`, for the daemon to pick up.
-    Incoming(Spool),
+    /// `sendmail -bs`: into `incoming/`, for the daemon to check and pick up.
+    Incoming(super::sendmail::Dropbox),
 }
 
 impl Sink {
-    fn store(&self, entries: &[Entry]) -> Result<(), SpoolError> {
+    /// Encrypts a received message for each recipient and stores it
+    /// durably; returns the entries stored.
+    fn store(
+        &self,
+        ctx: &Context,
+        sender: &str,
+        recipients: &[crate::route::Recipient],
+        body: &[u8],
+    ) -> Result<Vec<Entry>, SpoolError> {
         match self {
             Sink::Queue(spool, arrivals) => {
-                spool.commit(entries)?;
-                arrivals.queued(entries);
-                Ok(())
+                let entries = ctx.entries(sender, recipients, body);
+                spool.commit(&entries)?;
+                arrivals.queued(&entries);
+                Ok(entries)
             }
-            Sink::Incoming(spool) => spool.submit(entries),
+            Sink::Incoming(dropbox) => {
+                let entries = ctx.submissions(sender, recipients, body);
+                dropbox.submit(&entries)?;
+                Ok(entries)
+            }
         }
     }
 }
@@ -286,11 +299,8 @@ async fn accept(
     let sink = sink.clone();
     let sender = sender.to_string();
     let recipients = recipients.to_vec();
-    let stored = tokio::task::spawn_blocking(move || {
-        let entries = ctx.entries(&sender, &recipients, &body);
-        sink.store(&entries).map(|()| entries)
-    })
-    .await;
+    let stored =
+        tokio::task::spawn_blocking(move || sink.store(&ctx, &sender, &recipients, &body)).await;
     match stored {
         Ok(Ok(entries)) => {
             super::log_stored(&entries, "smtp");

@@ -61,11 +61,24 @@ impl fmt::Display for QueueId {
 /// What an entry holds, and so where it lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A message ready to leave: encrypted, or a notice with no alert content.
+    /// A message ready to leave: encrypted, or a notice with no alert
+    /// content. Only the daemon and `relayctl` write these (into `queue/`).
     Outgoing,
-    /// An original whose recipient's key could not encrypt, kept in
-    /// `held/` until `relayctl release`.
+    /// An original whose recipient's key could not encrypt, in plaintext:
+    /// what `sendmail` submits when the spool has no hold key yet, and
+    /// what `held/` kept before hold keys existed.
     Held,
+    /// An original whose recipient's key could not encrypt, encrypted to
+    /// the spool's own hold key (`crate::encrypt::hold`), kept in `held/`
+    /// until `relayctl release`.
+    HeldSealed,
+    /// A submission from `sendmail`: an alert encrypted to its recipient's
+    /// key, with the outer header fields; the daemon checks it and builds
+    /// the outgoing message (`incoming/` only).
+    Sealed,
+    /// A submission from `sendmail`: the recipient's key could not
+    /// encrypt, send the notice (`incoming/` only; no payload).
+    Notice,
 }
 
 impl Kind {
@@ -73,13 +86,34 @@ impl Kind {
         match self {
             Kind::Outgoing => "outgoing",
             Kind::Held => "held",
+            Kind::HeldSealed => "held-sealed",
+            Kind::Sealed => "sealed",
+            Kind::Notice => "notice",
         }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        [
+            Kind::Outgoing,
+            Kind::Held,
+            Kind::HeldSealed,
+            Kind::Sealed,
+            Kind::Notice,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Whether the entry is a held original (either form).
+    pub fn is_held(self) -> bool {
+        matches!(self, Kind::Held | Kind::HeldSealed)
     }
 
     pub(super) fn dir(self) -> &'static str {
         match self {
             Kind::Outgoing => "queue",
-            Kind::Held => "held",
+            Kind::Held | Kind::HeldSealed => "held",
+            Kind::Sealed | Kind::Notice => "incoming",
         }
     }
 }
@@ -148,7 +182,16 @@ impl Entry {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let header = format!(
+        let header = self.encode_header();
+        let mut out = Vec::with_capacity(header.len() + self.payload.len());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    /// The header that precedes the payload in the file.
+    pub fn encode_header(&self) -> String {
+        format!(
             "{MAGIC}\nid {}\nkind {}\ncreated {}\nsender {}\nrecipient {}\nnote {}\npayload {}\n\n",
             self.id,
             self.kind.as_str(),
@@ -157,11 +200,7 @@ impl Entry {
             self.recipient,
             self.note,
             self.payload.len()
-        );
-        let mut out = Vec::with_capacity(header.len() + self.payload.len());
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(&self.payload);
-        out
+        )
     }
 
     /// Parses an entry; the error says what is wrong with the file.
@@ -200,11 +239,8 @@ impl Entry {
         };
         let id = field("id")?;
         let id = QueueId::parse(&id).ok_or(format!("bad id {id:?}"))?;
-        let kind = match field("kind")?.as_str() {
-            "outgoing" => Kind::Outgoing,
-            "held" => Kind::Held,
-            other => return Err(format!("unknown kind {other:?}")),
-        };
+        let kind = field("kind")?;
+        let kind = Kind::parse(&kind).ok_or(format!("unknown kind {kind:?}"))?;
         let created = field("created")?
             .parse()
             .map_err(|_| "bad created time".to_string())?;

@@ -6,16 +6,16 @@
 //! once it is in the spool: written, fsynced, renamed into place and its
 //! directory fsynced. From then on it survives a crash of the process or
 //! the machine, and every path out of the spool ends in one of: sent
-//! (removed), deferred (still queued, with its retry state), held or failed
-//! (kept, with the reason). Nothing is removed silently.
+//! (removed), deferred (still queued, with its retry state), held, failed
+//! or corrupt (kept, with the reason). Nothing is removed silently.
 //!
 //! What the spool stores is the *outgoing* message, one entry per
-//! recipient, encrypted at ingest time by [`crate::encrypt::Sealer`], so
-//! that no alert rests on disk in plaintext. The one exception is a held
-//! entry: the original of an alert whose recipient's key could not
-//! encrypt, kept (mode 0600) in `held/` until `relayctl release` encrypts
-//! it. A held entry submitted by `sendmail` waits in `incoming/` until the
-//! daemon moves it to `held/`.
+//! recipient, encrypted at ingest time by `crate::encrypt::Sealer`, so
+//! that no alert rests on disk in plaintext. An original whose
+//! recipient's key could not encrypt is kept in `held/`, encrypted to the
+//! spool's own hold key (`hold.pub`; only the daemon's user and root can
+//! read `hold.key`), until `relayctl release` encrypts it to the fixed
+//! key.
 //!
 //! # Layout
 //!
@@ -23,23 +23,35 @@
 //! <queue.dir>/            0710 daemon:group  only the daemon and the submit group traverse it
 //!   daemon.lock           flock(2)ed by the running daemon: one daemon per spool
 //!   wake                  datagram socket (0620): any datagram makes the daemon look at incoming/
+//!   hold.key, hold.pub    the hold key (0600) and its public half (0644), made at the first start
 //!   incoming/             3730 (setgid, sticky) submissions written by `sendmail`
 //!   queue/                0700 entries waiting for delivery: ID.msg (+ ID.state once tried)
 //!   held/                 0700 originals whose recipient's key could not encrypt (0600 files)
 //!   failed/               0700 entries the relay refused for good, with the reason
-//!   corrupt/              0700 files that could not be read as entries
-//!   tmp/                  0700 the daemon's files while being written
+//!   corrupt/              0700 files that could not be taken as entries (+ NAME.why: the reason)
+//!   tmp/                  0700 the daemon's files while being written, and emptied spares
 //! ```
 //!
 //! `incoming/` works like Postfix's maildrop: `sendmail` runs setgid to the
 //! spool's group, so an unprivileged user can create files there but cannot
 //! list the directory (no read bit), read another user's file (they cannot
 //! traverse the spool root outside `sendmail`), or remove one (sticky bit).
-//! The directory's setgid bit gives every file the spool's group, so the
-//! daemon can read a file root submitted. The daemon copies each submission
-//! into `queue/` as its own file (the submitter may still hold a descriptor
-//! to the one it wrote), then unlinks it. Copy and unlink are idempotent by
-//! queue id, so a crash between them yields no duplicate.
+//! The directory's setgid bit gives every file the spool's group, and the
+//! file's mode is set explicitly (0640), whatever the submitter's umask,
+//! so the daemon can read what any user submitted.
+//!
+//! **`incoming/` is untrusted.** Anything with the spool's group can write
+//! there, so [`Spool::pickup`] opens each file without following links,
+//! takes only regular files of a bounded size, and hands each entry to a
+//! check of the caller's (`crate::ingest::Context::admit`): the recipient
+//! must be configured now, and the payload must be what `sendmail` writes
+//! (an alert encrypted to that recipient's key, a key-failure notice, or a
+//! held original). What passes is copied into `queue/` (or `held/`) as the
+//! daemon's own file, then the submission is unlinked; copy and unlink are
+//! idempotent by queue id, so a crash between them yields no duplicate.
+//! Anything else, and any file the daemon cannot read, moves to `corrupt/`
+//! with one log line, and the next file is taken: one bad file never stops
+//! the others.
 //!
 //! # Entry format
 //!
@@ -48,7 +60,7 @@
 //! ```text
 //! alert-relay-entry 1
 //! id 0005F3A1B2C3D00ABCD00001
-//! kind outgoing                     (or held: see below)
+//! kind outgoing                     (held-sealed, held; sealed and notice in incoming/)
 //! created 1732740000123456          (µs since the Unix epoch)
 //! sender ossecm@mon.example.org     (the envelope sender as received; may be empty)
 //! recipient alerts@example.org
@@ -64,16 +76,18 @@
 //! # States
 //!
 //! ```text
-//! incoming/ID.msg ──pickup──▶ queue/ID.msg ──sent──▶ (removed)
-//!                               │   ▲
-//!                           4xx │   │ retry schedule (ID.state)
-//!                               ▼   │
-//!                             deferred ──5xx or max_lifetime──▶ failed/ID.msg
+//! incoming/ID.msg ──pickup, checked──▶ queue/ID.msg ──sent──▶ tmp/spare.N (emptied, reused)
+//!        │                               │   ▲
+//!        └──▶ corrupt/ID.msg         4xx │   │ retry schedule (ID.state)
+//!                                        ▼   │
+//!                                      deferred ──5xx or max_lifetime──▶ failed/ID.msg
 //! ```
 //!
 //! Queue ids are 24 upper-case hex digits: 13 of microseconds since the
 //! epoch, 6 of process id, 5 of a per-process counter. They are unique
-//! across processes and sort by arrival.
+//! across processes and sort by arrival. They stay inside the spool and
+//! the logs: the outgoing message's Message-ID and MIME boundary are
+//! random, and say nothing of the host.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -99,6 +113,8 @@ const INCOMING_MODE: u32 = 0o3730;
 const PRIVATE_DIRS: [&str; 5] = ["queue", "held", "failed", "corrupt", "tmp"];
 /// Age after which a temporary file in `incoming/` is known to be abandoned.
 const STALE_SUBMISSION: Duration = Duration::from_secs(3600);
+/// Beside each file in `corrupt/`: why it is there.
+const WHY_SUFFIX: &str = ".why";
 
 /// What went wrong in the spool, and whether trying again can help.
 #[derive(Debug)]
@@ -164,8 +180,11 @@ impl std::error::Error for SpoolError {}
 /// One row of `mailq` / `relayctl queue`.
 #[derive(Debug, Clone)]
 pub struct Listing {
-    pub id: QueueId,
-    /// `queued`, `deferred`, `held` or `failed`.
+    /// The queue id; for a file that is not a readable entry, its name.
+    pub id: String,
+    /// `queued`, `deferred`, `held` or `failed`; `corrupt` for what was
+    /// moved to `corrupt/`, `unreadable` for a file the listing could not
+    /// read (the daemon moves those to `corrupt/`).
     pub state: &'static str,
     pub recipient: String,
     pub size: u64,
@@ -183,6 +202,7 @@ pub struct Counts {
     pub queued: usize,
     pub held: usize,
     pub failed: usize,
+    pub corrupt: usize,
 }
 
 /// A handle on the spool directory tree.
@@ -191,6 +211,10 @@ pub struct Spool {
     root: PathBuf,
     /// The daemon's emptied files for reuse; `None` in other processes.
     spares: Option<Arc<Spares>>,
+    /// The user and group every file written here must belong to, when
+    /// this process is root and the spool is another user's (`relayctl`
+    /// run as root): the daemon must be able to read what it writes.
+    owner: Option<(u32, u32)>,
 }
 
 /// Emptied files in `tmp/` kept for reuse by the daemon: a delivered
@@ -245,6 +269,7 @@ impl Spool {
         let spool = Spool {
             root: root.to_path_buf(),
             spares: Some(Arc::default()),
+            owner: None,
         };
         ensure_dir(root, ROOT_MODE, true)?;
         ensure_dir(&spool.dir("incoming"), INCOMING_MODE, true)?;
@@ -261,17 +286,24 @@ impl Spool {
         let spool = Spool {
             root: root.to_path_buf(),
             spares: None,
+            owner: None,
         };
         ensure_dir(root, ROOT_MODE, false)?;
         ensure_dir(&spool.dir("incoming"), INCOMING_MODE, false)?;
         Ok(spool)
     }
 
-    /// Opens an existing spool read-only, for listing.
+    /// Opens an existing spool for `relayctl`. Run as root, every file it
+    /// writes is given to the spool's owner, so the daemon can read it.
     pub fn at(root: &Path) -> Spool {
+        let owner = fs::metadata(root)
+            .ok()
+            .filter(|m| crate::os::is_root() && m.uid() != 0)
+            .map(|m| (m.uid(), m.gid()));
         Spool {
             root: root.to_path_buf(),
             spares: None,
+            owner,
         }
     }
 
@@ -296,6 +328,10 @@ impl Spool {
             queued: count("queue")?,
             held: count("held")?,
             failed: count("failed")?,
+            corrupt: list_dir(&self.dir("corrupt"))?
+                .iter()
+                .filter(|(name, _)| !name.ends_with(WHY_SUFFIX))
+                .count(),
         })
     }
 
@@ -337,7 +373,12 @@ impl Spool {
             .iter()
             .map(|e| (e, self.dir(e.kind.dir())))
             .collect();
-        write_durably(&self.dir("tmp"), &placed, 0o600, self.spares.as_deref())
+        let how = Writing {
+            mode: 0o600,
+            spares: self.spares.as_deref(),
+            owner: self.owner,
+        };
+        write_durably(&self.dir("tmp"), &placed, &how)
     }
 
     /// Durably adds entries to `incoming/` (submitter side), then pokes the
@@ -348,61 +389,108 @@ impl Spool {
         // group bit lets the daemon read what another user submitted.
         let placed: Vec<(&Entry, PathBuf)> =
             entries.iter().map(|e| (e, incoming.clone())).collect();
-        write_durably(&incoming, &placed, 0o640, None)?;
+        let how = Writing {
+            mode: 0o640,
+            spares: None,
+            owner: self.owner,
+        };
+        write_durably(&incoming, &placed, &how)?;
         self.wake();
         Ok(())
     }
 
-    /// Moves every complete submission from `incoming/` into `queue/`.
-    /// Returns the entries picked up; unreadable files go to `corrupt/`.
-    pub fn pickup(&self) -> Result<Vec<Entry>, SpoolError> {
+    /// Moves every complete submission from `incoming/` into `queue/` or
+    /// `held/`. Each file is untrusted: it is opened without following
+    /// links, must be a regular file of at most `max_bytes`, must decode as
+    /// an entry named by its id, and must pass `admit`, which returns the
+    /// entry to store in its place (or why not). Whatever fails moves to
+    /// `corrupt/` with the reason; one bad file never stops the others.
+    /// Returns the entries stored. Only a failure to list `incoming/`, or
+    /// to store, is an error; the files not yet taken wait for the next
+    /// pass.
+    pub fn pickup(
+        &self,
+        max_bytes: u64,
+        admit: impl Fn(Entry) -> Result<Entry, String>,
+    ) -> Result<Vec<Entry>, SpoolError> {
         let incoming = self.dir("incoming");
         let mut picked = Vec::new();
         for (name, path) in list_dir(&incoming)? {
             if name.starts_with('.') {
-                // A submission being written, or one whose writer died:
-                // sendmail writes only after reading all its input, so a
-                // temporary file this old was never acknowledged.
-                let stale = fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > STALE_SUBMISSION);
-                if stale {
-                    tracing::warn!(file = %path.display(), "removing an abandoned partial submission");
-                    let _ = fs::remove_file(&path);
-                }
+                self.remove_if_abandoned(&path);
                 continue;
             }
-            let entry = match fs::read(&path) {
-                Ok(bytes) => Entry::decode(&bytes),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(SpoolError::io("read", &path, e)),
+            let bytes = match read_untrusted(&path, max_bytes) {
+                Ok(bytes) => bytes,
+                Err(Unreadable::Gone) => continue,
+                Err(Unreadable::Because(reason)) => {
+                    self.quarantine_logged(&path, &name, &reason);
+                    continue;
+                }
             };
-            let entry = match entry {
+            let entry = match Entry::decode(&bytes) {
                 Ok(entry) if entry.id.file_name() == name => entry,
                 Ok(_) => {
-                    self.quarantine(&path, &name, "file name differs from its id")?;
+                    self.quarantine_logged(&path, &name, "the file name differs from its id");
                     continue;
                 }
                 Err(reason) => {
-                    self.quarantine(&path, &name, &reason)?;
+                    self.quarantine_logged(&path, &name, &reason);
+                    continue;
+                }
+            };
+            drop(bytes);
+            let id = entry.id.clone();
+            let stored = match admit(entry) {
+                Ok(stored) if stored.id == id => stored,
+                Ok(_) => {
+                    self.quarantine_logged(&path, &name, "the check changed the entry's id");
+                    continue;
+                }
+                Err(reason) => {
+                    self.quarantine_logged(&path, &name, &format!("refused: {reason}"));
                     continue;
                 }
             };
             // A crash after the copy and before the unlink leaves both;
-            // the queue copy wins and the submission is just removed.
-            if !self.dir(entry.kind.dir()).join(&name).exists() {
-                self.commit(std::slice::from_ref(&entry))?;
+            // the stored copy wins and the submission is just removed.
+            if !self.dir(stored.kind.dir()).join(&name).exists() {
+                self.commit(std::slice::from_ref(&stored))?;
             }
             fs::remove_file(&path).map_err(|e| SpoolError::io("remove", &path, e))?;
-            picked.push(entry);
+            picked.push(stored);
         }
         Ok(picked)
     }
 
-    /// Moves an unreadable file to `corrupt/`, so it is kept for a human
-    /// and never blocks the rest of the queue.
+    /// Removes a temporary file in `incoming/` whose writer is gone:
+    /// sendmail writes only after reading all its input, so a temporary
+    /// file this old was never acknowledged.
+    fn remove_if_abandoned(&self, path: &Path) {
+        let stale = fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_SUBMISSION);
+        if stale {
+            tracing::warn!(file = %path.display(), "removing an abandoned partial submission");
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// [`Spool::quarantine`], logging when even that fails (the file then
+    /// stays, and the next pass tries again).
+    fn quarantine_logged(&self, path: &Path, name: &str, reason: &str) {
+        if let Err(e) = self.quarantine(path, name, reason) {
+            tracing::error!(file = %path.display(), reason, "cannot move a corrupt file aside: {e}");
+        }
+    }
+
+    /// Moves an unreadable file to `corrupt/`, with its reason beside it
+    /// in `NAME.why`, so it is kept for a human (`relayctl queue` lists
+    /// it) and never blocks the rest of the queue. The rename moves the
+    /// directory entry only: a symbolic link stays a link, a FIFO is never
+    /// opened.
     fn quarantine(&self, path: &Path, name: &str, reason: &str) -> Result<(), SpoolError> {
         let dest = self.dir("corrupt").join(name);
         tracing::warn!(
@@ -411,7 +499,16 @@ impl Spool {
             reason,
             "corrupt spool file"
         );
-        fs::rename(path, &dest).map_err(|e| SpoolError::io("move", path, e))
+        fs::rename(path, &dest).map_err(|e| SpoolError::io("move", path, e))?;
+        let why = self.dir("corrupt").join(format!("{name}{WHY_SUFFIX}"));
+        let mut line: String = reason
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(500)
+            .collect();
+        line.push('\n');
+        let _ = fs::write(why, line);
+        Ok(())
     }
 
     /// Reads one queued entry.
@@ -431,7 +528,19 @@ impl Spool {
     /// human and never blocks, or is retried with, the rest of the queue.
     pub fn read_queued(&self, id: &QueueId) -> Result<Option<Entry>, SpoolError> {
         let path = self.dir("queue").join(id.file_name());
-        let bytes = fs::read(&path).map_err(|e| SpoolError::io("read", &path, e))?;
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            // A file the daemon cannot read (written by root with the
+            // wrong owner, say) would otherwise be retried forever, and
+            // never reach its lifetime: it is set aside for a human.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                let reason = format!("{e}: {}", describe_owner(&path));
+                self.quarantine(&path, &id.file_name(), &reason)?;
+                let _ = fs::remove_file(self.state_path(id));
+                return Ok(None);
+            }
+            Err(e) => return Err(SpoolError::io("read", &path, e)),
+        };
         let reason = match Entry::decode(&bytes) {
             Ok(entry) if &entry.id == id => return Ok(Some(entry)),
             Ok(entry) => format!("the file holds entry {}", entry.id),
@@ -442,12 +551,14 @@ impl Spool {
         Ok(None)
     }
 
-    /// Lists incoming and queued entries, oldest first.
+    /// Lists incoming, queued, held, failed and corrupt files, oldest
+    /// first. A file that cannot be read is listed as `unreadable`, with
+    /// the reason, never skipped.
     pub fn list(&self) -> Result<Vec<Listing>, SpoolError> {
         let mut rows = Vec::new();
         // What sendmail submitted and the daemon has not picked up yet is
         // queued too, from the admin's point of view.
-        for dir in ["incoming", "queue", "held", "failed"] {
+        for dir in ["incoming", "queue", "held", "failed", "corrupt"] {
             let path = self.dir(dir);
             let files = match list_dir(&path) {
                 Ok(files) => files,
@@ -455,7 +566,7 @@ impl Spool {
                 Err(SpoolError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                     continue;
                 }
-                // incoming/ is not listable by unprivileged users; say what we can.
+                // incoming/ is not listable by the submit group; say what we can.
                 Err(SpoolError::Io { source, .. })
                     if source.kind() == io::ErrorKind::PermissionDenied && dir == "incoming" =>
                 {
@@ -464,11 +575,24 @@ impl Spool {
                 Err(e) => return Err(e),
             };
             for (name, file) in files {
-                if !name.ends_with(MSG_SUFFIX) || name.starts_with('.') {
+                if name.starts_with('.') || name.ends_with(WHY_SUFFIX) || name.ends_with(".state") {
                     continue;
                 }
-                let Some((entry, size)) = read_listing(&file) else {
+                if dir == "corrupt" {
+                    rows.push(self.corrupt_row(&name, &file));
                     continue;
+                }
+                if !name.ends_with(MSG_SUFFIX) {
+                    continue;
+                }
+                let (entry, size) = match read_listing(&file) {
+                    Listed::Entry(entry, size) => (entry, size),
+                    // Being written, or gone since the directory was read.
+                    Listed::Partial | Listed::Gone => continue,
+                    Listed::Unreadable(reason) => {
+                        rows.push(unreadable_row(&name, &file, reason));
+                        continue;
+                    }
                 };
                 let delivery = if dir == "queue" {
                     self.state(&entry.id)
@@ -477,7 +601,8 @@ impl Spool {
                 };
                 let state = match (dir, entry.kind) {
                     ("failed", _) => "failed",
-                    (_, Kind::Held) | ("held", _) => "held",
+                    ("held", _) => "held",
+                    (_, k) if k.is_held() => "held",
                     _ if delivery.attempts > 0 => "deferred",
                     _ => "queued",
                 };
@@ -495,12 +620,40 @@ impl Spool {
                     } else {
                         delivery.last_error
                     },
-                    id: entry.id,
+                    id: entry.id.to_string(),
                 });
             }
         }
-        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         Ok(rows)
+    }
+
+    /// A row for a file in `corrupt/`: what its header says, if it has
+    /// one, and why it was set aside.
+    fn corrupt_row(&self, name: &str, file: &Path) -> Listing {
+        let why = fs::read_to_string(self.dir("corrupt").join(format!("{name}{WHY_SUFFIX}")))
+            .map(|w| w.trim().to_string())
+            .unwrap_or_else(|_| "see the daemon's log".into());
+        let meta = fs::symlink_metadata(file).ok();
+        let (recipient, created) = match read_listing(file) {
+            Listed::Entry(entry, _) => (entry.recipient.clone(), entry.created_at()),
+            _ => (
+                String::new(),
+                meta.as_ref()
+                    .and_then(|m| m.modified().ok())
+                    .unwrap_or(std::time::UNIX_EPOCH),
+            ),
+        };
+        Listing {
+            id: name.strip_suffix(MSG_SUFFIX).unwrap_or(name).to_string(),
+            state: "corrupt",
+            recipient,
+            size: meta.map(|m| m.len()).unwrap_or(0),
+            created,
+            attempts: 0,
+            next_attempt: None,
+            last_error: format!("moved to corrupt/: {why}"),
+        }
     }
 
     /// The path of the daemon's wake-up socket.
@@ -565,27 +718,141 @@ fn ensure_dir(dir: &Path, mode: u32, enforce: bool) -> Result<(), SpoolError> {
     }
 }
 
+/// What a listing found in one file.
+enum Listed {
+    Entry(Entry, u64),
+    /// Not a whole entry (still being written, or truncated).
+    Partial,
+    Gone,
+    Unreadable(String),
+}
+
 /// An entry's header and payload size for a listing, reading the first
 /// [`LISTING_READ`] bytes rather than the whole file (a queue of 10,000
-/// alerts is 40 MB of payload); `None` for a file that is not a whole
-/// entry, as `read_queued` would find it.
-fn read_listing(path: &Path) -> Option<(Entry, u64)> {
+/// alerts is 40 MB of payload).
+fn read_listing(path: &Path) -> Listed {
     use std::io::Read;
-    let file = File::open(path).ok()?;
-    let file_len = file.metadata().ok()?.len();
+    let file = match open_nofollow(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Listed::Gone,
+        Err(e) => return Listed::Unreadable(format!("{e}: {}", describe_owner(path))),
+    };
+    let meta = match file.metadata() {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return Listed::Unreadable("not a regular file".into()),
+        Err(e) => return Listed::Unreadable(e.to_string()),
+    };
     let mut head = Vec::with_capacity(LISTING_READ);
-    file.take(LISTING_READ as u64).read_to_end(&mut head).ok()?;
-    match Entry::decode_header(&head) {
-        Ok((entry, start, len)) if (start + len) as u64 == file_len => Some((entry, len as u64)),
-        Ok(_) => None,
-        // A header longer than what was read (a long note): read it all.
-        Err(_) if head.len() == LISTING_READ => {
-            let entry = Entry::decode(&fs::read(path).ok()?).ok()?;
-            let size = entry.payload.len() as u64;
-            Some((entry, size))
-        }
-        Err(_) => None,
+    if let Err(e) = (&file).take(LISTING_READ as u64).read_to_end(&mut head) {
+        return Listed::Unreadable(e.to_string());
     }
+    match Entry::decode_header(&head) {
+        Ok((entry, start, len)) if (start + len) as u64 == meta.len() => {
+            Listed::Entry(entry, len as u64)
+        }
+        Ok(_) => Listed::Partial,
+        // A header longer than what was read (a long note): read it all.
+        Err(_) if head.len() == LISTING_READ => match fs::read(path).map(|b| Entry::decode(&b)) {
+            Ok(Ok(entry)) => {
+                let size = entry.payload.len() as u64;
+                Listed::Entry(entry, size)
+            }
+            _ => Listed::Partial,
+        },
+        Err(_) => Listed::Partial,
+    }
+}
+
+/// A row for a file a listing could not read.
+fn unreadable_row(name: &str, file: &Path, reason: String) -> Listing {
+    let meta = fs::symlink_metadata(file).ok();
+    Listing {
+        id: name.strip_suffix(MSG_SUFFIX).unwrap_or(name).to_string(),
+        state: "unreadable",
+        recipient: String::new(),
+        size: meta.as_ref().map(|m| m.len()).unwrap_or(0),
+        created: meta
+            .and_then(|m| m.modified().ok())
+            .unwrap_or(std::time::UNIX_EPOCH),
+        attempts: 0,
+        next_attempt: None,
+        last_error: format!("cannot read it ({reason}); the daemon moves it to corrupt/"),
+    }
+}
+
+/// The owner and mode of a file, for an error message.
+fn describe_owner(path: &Path) -> String {
+    match fs::symlink_metadata(path) {
+        Ok(m) => format!(
+            "owner uid {} gid {}, mode {:04o}",
+            m.uid(),
+            m.gid(),
+            m.permissions().mode() & 0o7777
+        ),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Opens a file for reading without following a symbolic link in its
+/// last component, and without blocking on a FIFO.
+fn open_nofollow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Why a file in `incoming/` was not read.
+enum Unreadable {
+    /// It vanished since the directory was read.
+    Gone,
+    Because(String),
+}
+
+/// Reads a file someone else wrote: a regular file with one link and at
+/// most `max_bytes`, never a link, a FIFO or a device.
+fn read_untrusted(path: &Path, max_bytes: u64) -> Result<Vec<u8>, Unreadable> {
+    use std::io::Read;
+    let file = match open_nofollow(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unreadable::Gone),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(Unreadable::Because("a symbolic link".into()));
+        }
+        Err(e) => {
+            return Err(Unreadable::Because(format!(
+                "cannot read it: {e} ({})",
+                describe_owner(path)
+            )));
+        }
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| Unreadable::Because(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(Unreadable::Because("not a regular file".into()));
+    }
+    if meta.nlink() != 1 {
+        return Err(Unreadable::Because(format!(
+            "the file has {} hard links",
+            meta.nlink()
+        )));
+    }
+    if meta.len() > max_bytes {
+        return Err(Unreadable::Because(format!(
+            "{} bytes, more than a submission can hold ({max_bytes})",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    (&file)
+        .take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Unreadable::Because(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(Unreadable::Because("it grew while being read".into()));
+    }
+    Ok(bytes)
 }
 
 /// How much of each entry a listing reads: headers are a few hundred bytes.
@@ -605,6 +872,16 @@ fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, SpoolError> {
     Ok(out)
 }
 
+/// How [`write_durably`] creates files.
+struct Writing<'a> {
+    /// Set explicitly on each new file (fchmod), whatever the umask.
+    mode: u32,
+    /// The daemon's emptied files, written into instead of new ones.
+    spares: Option<&'a Spares>,
+    /// Given to this user and group (fchown), when set.
+    owner: Option<(u32, u32)>,
+}
+
 /// The durability protocol: write each entry to a temporary file in
 /// `tmp_dir`, fsync it, rename it into its directory, then fsync each
 /// directory once for the whole batch. On error, temporary files are
@@ -613,8 +890,7 @@ fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, SpoolError> {
 fn write_durably(
     tmp_dir: &Path,
     entries: &[(&Entry, PathBuf)],
-    mode: u32,
-    spares: Option<&Spares>,
+    how: &Writing<'_>,
 ) -> Result<(), SpoolError> {
     let mut written: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(entries.len());
     // The last file written, kept open for `sync_dir_or_fs`.
@@ -622,21 +898,18 @@ fn write_durably(
     let result = (|| {
         for (entry, dir) in entries {
             // A spare is empty and has the daemon's mode (0600).
-            let spare = spares.and_then(Spares::take);
+            let spare = how.spares.and_then(Spares::take);
             let tmp = spare
                 .clone()
                 .unwrap_or_else(|| tmp_dir.join(format!(".{}.tmp", entry.id)));
             written.push((tmp.clone(), dir.join(entry.id.file_name())));
             let mut file = match spare {
                 Some(_) => OpenOptions::new().write(true).truncate(true).open(&tmp),
-                None => OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(mode)
-                    .open(&tmp),
+                None => create_exactly(&tmp, how.mode, how.owner),
             }
             .map_err(|e| SpoolError::io("create", &tmp, e))?;
-            file.write_all(&entry.encode())
+            file.write_all(entry.encode_header().as_bytes())
+                .and_then(|()| file.write_all(&entry.payload))
                 .map_err(|e| SpoolError::io("write", &tmp, e))?;
             file.sync_all()
                 .map_err(|e| SpoolError::io("fsync", &tmp, e))?;
@@ -658,6 +931,22 @@ fn write_durably(
         }
     }
     result
+}
+
+/// Creates a new file with exactly `mode` (the umask of whoever runs
+/// sendmail must not decide whether the daemon can read it) and, when
+/// given, the owner: both on the open file, never by path.
+fn create_exactly(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    Ok(file)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
@@ -720,7 +1009,7 @@ mod tests {
         assert_eq!(spool.list().unwrap()[0].state, "queued");
         // Simulate a crash after the copy: the queue already has it.
         spool.commit(std::slice::from_ref(&e)).unwrap();
-        let picked = spool.pickup().unwrap();
+        let picked = spool.pickup(1 << 20, Ok).unwrap();
         assert_eq!(picked, vec![e.clone()]);
         let rows = spool.list().unwrap();
         assert_eq!(rows.len(), 1);
@@ -741,7 +1030,7 @@ mod tests {
         fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let rows = spool.list().unwrap();
         assert_eq!(rows.len(), 1, "the truncated entry is not listed");
-        assert_eq!(rows[0].id, long.id);
+        assert_eq!(rows[0].id, long.id.as_str());
         assert_eq!(rows[0].size, 7);
     }
 
@@ -810,14 +1099,102 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_submissions_are_quarantined() {
+    fn corrupt_submissions_are_quarantined_with_the_reason_and_listed() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open_daemon(dir.path()).unwrap();
         let good = entry(b"fine");
         spool.submit(std::slice::from_ref(&good)).unwrap();
-        fs::write(dir.path().join("incoming/garbage.msg"), b"not an entry").unwrap();
-        let picked = spool.pickup().unwrap();
+        let incoming = dir.path().join("incoming");
+        fs::write(incoming.join("garbage.msg"), b"not an entry").unwrap();
+        let refused = entry(b"refused by the check");
+        fs::write(incoming.join(refused.id.file_name()), refused.encode()).unwrap();
+        let picked = spool
+            .pickup(1 << 20, |e| {
+                if e.id == refused.id {
+                    Err("not for us".to_string())
+                } else {
+                    Ok(e)
+                }
+            })
+            .unwrap();
         assert_eq!(picked, vec![good]);
         assert!(dir.path().join("corrupt/garbage.msg").exists());
+        let why = fs::read_to_string(
+            dir.path()
+                .join(format!("corrupt/{}.why", refused.id.file_name())),
+        )
+        .unwrap();
+        assert_eq!(why, "refused: not for us\n");
+        // relayctl queue shows both, with the reason; STATUS= counts them.
+        let rows = spool.list().unwrap();
+        let corrupt: Vec<_> = rows.iter().filter(|r| r.state == "corrupt").collect();
+        assert_eq!(corrupt.len(), 2, "{rows:?}");
+        assert!(corrupt.iter().any(|r| r.id == refused.id.as_str()
+            && r.last_error.contains("not for us")
+            && r.recipient == "alerts@example.org"));
+        assert_eq!(spool.counts().unwrap().corrupt, 2);
+        // And delete takes one out, reason and all.
+        assert_eq!(spool.delete(&refused.id).unwrap(), Some("corrupt"));
+        assert_eq!(spool.counts().unwrap().corrupt, 1);
+        assert!(
+            !dir.path()
+                .join(format!("corrupt/{}.why", refused.id.file_name()))
+                .exists()
+        );
+    }
+
+    #[test]
+    fn links_fifos_hard_links_and_oversize_files_in_incoming_never_block_pickup() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        let incoming = dir.path().join("incoming");
+        // A FIFO would block a plain read forever; /dev/zero would never end.
+        let fifo = std::ffi::CString::new(incoming.join("fifo.msg").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        std::os::unix::fs::symlink("/dev/zero", incoming.join("zero.msg")).unwrap();
+        let big = entry(&[b'x'; 2000]);
+        fs::write(incoming.join(big.id.file_name()), big.encode()).unwrap();
+        let linked = entry(b"hard linked");
+        fs::write(dir.path().join("elsewhere"), linked.encode()).unwrap();
+        fs::hard_link(
+            dir.path().join("elsewhere"),
+            incoming.join(linked.id.file_name()),
+        )
+        .unwrap();
+        let good = entry(b"fine");
+        spool.submit(std::slice::from_ref(&good)).unwrap();
+
+        let picked = spool.pickup(1024, Ok).unwrap();
+        assert_eq!(picked, vec![good]);
+        let why = |name: &str| {
+            fs::read_to_string(dir.path().join(format!("corrupt/{name}.why"))).unwrap()
+        };
+        assert!(why("fifo.msg").contains("not a regular file"));
+        assert!(why("zero.msg").contains("symbolic link"));
+        assert!(why(&big.id.file_name()).contains("more than a submission can hold"));
+        assert!(why(&linked.id.file_name()).contains("hard links"));
+        assert!(
+            fs::symlink_metadata(dir.path().join("corrupt/zero.msg"))
+                .unwrap()
+                .is_symlink()
+        );
+        assert!(list_dir(&incoming).unwrap().is_empty());
+    }
+
+    #[test]
+    fn submissions_get_their_mode_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        // SAFETY: umask only sets this process's file creation mask; the
+        // test restores it. (Other tests in this binary create files with
+        // explicit modes, which this umask cannot widen.)
+        let old = unsafe { libc::umask(0o077) };
+        let e = entry(b"umask 077");
+        let result = spool.submit(std::slice::from_ref(&e));
+        unsafe { libc::umask(old) };
+        result.unwrap();
+        let meta = fs::metadata(dir.path().join("incoming").join(e.id.file_name())).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
     }
 }

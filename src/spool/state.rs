@@ -16,11 +16,11 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{
-    Entry, Kind, MSG_SUFFIX, QueueId, Spool, SpoolError, list_dir, sync_dir, write_durably,
+    Entry, Kind, MSG_SUFFIX, QueueId, Spool, SpoolError, WHY_SUFFIX, Writing, create_exactly,
+    list_dir, sync_dir, write_durably,
 };
 
 const STATE_SUFFIX: &str = ".state";
@@ -134,12 +134,8 @@ impl Spool {
         let path = self.state_path(id);
         let tmp = self.dir("tmp").join(format!(".{id}{STATE_SUFFIX}"));
         let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
+            let _ = fs::remove_file(&tmp);
+            let mut f = create_exactly(&tmp, 0o600, self.owner)?;
             f.write_all(state.encode().as_bytes())?;
             fs::rename(&tmp, &path)
         };
@@ -218,12 +214,12 @@ impl Spool {
             kind: Kind::Outgoing,
             ..entry
         };
-        write_durably(
-            &self.dir("tmp"),
-            &[(&failed, self.dir("failed"))],
-            0o600,
-            None,
-        )?;
+        let how = Writing {
+            mode: 0o600,
+            spares: None,
+            owner: self.owner,
+        };
+        write_durably(&self.dir("tmp"), &[(&failed, self.dir("failed"))], &how)?;
         self.delivered(std::slice::from_ref(id))
     }
 
@@ -249,15 +245,20 @@ impl Spool {
         sync_dir(&self.dir("held"))
     }
 
-    /// Removes an entry wherever it is (queue, held, failed, incoming).
-    /// Returns the directory it was in, or `None` if there is no such entry.
+    /// Removes an entry wherever it is (queue, held, failed, incoming,
+    /// corrupt). Returns the directory it was in, or `None` if there is no
+    /// such entry.
     pub fn delete(&self, id: &QueueId) -> Result<Option<&'static str>, SpoolError> {
-        for dir in ["queue", "held", "failed", "incoming"] {
+        for dir in ["queue", "held", "failed", "incoming", "corrupt"] {
             let path = self.dir(dir).join(format!("{id}{MSG_SUFFIX}"));
             match fs::remove_file(&path) {
                 Ok(()) => {
                     if dir == "queue" {
                         let _ = fs::remove_file(self.state_path(id));
+                    }
+                    if dir == "corrupt" {
+                        let why = self.dir(dir).join(format!("{id}{MSG_SUFFIX}{WHY_SUFFIX}"));
+                        let _ = fs::remove_file(why);
                     }
                     sync_dir(&self.dir(dir))?;
                     return Ok(Some(dir));

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use alert_relay::spool::Entry;
 
+pub mod users;
+
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_alert-relayd");
 pub const SENDMAIL: &str = env!("CARGO_BIN_EXE_sendmail");
 pub const RELAYCTL: &str = env!("CARGO_BIN_EXE_relayctl");
@@ -497,6 +499,18 @@ impl Gpg {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        gpg
+    }
+
+    /// A GnuPG home with the secret key in `path` (any OpenPGP key file).
+    pub fn with_secret_file(path: &Path) -> Gpg {
+        let gpg = Gpg::with_keys(&[]);
+        let out = gpg.run(&["--import"], &std::fs::read(path).unwrap());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         gpg
     }
 
