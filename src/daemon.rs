@@ -30,6 +30,9 @@ use crate::ingest::smtp::{self, Sink};
 use crate::spool::{Spool, SpoolError};
 use crate::sysexits;
 
+/// The blocking pool's threads at most (see [`run`]).
+pub const MAX_BLOCKING_THREADS: usize = 16;
+
 /// How often the daemon looks at `incoming/` even when nobody woke it:
 /// the wake-up datagram is best effort.
 const PICKUP_INTERVAL: Duration = Duration::from_secs(5);
@@ -99,18 +102,25 @@ pub fn init_logging() {
         .init();
 }
 
-/// Caps glibc's malloc arenas at two. glibc gives each thread that meets
-/// contention an arena of its own and keeps freed memory there: with the
-/// blocking pool's threads (spool writes, encryption), 10,000 alerts
-/// queued and delivered peaked at 42.6 MiB, against 34.5 MiB with two
-/// arenas (tests/faults, burst-memory, debug build). One async thread and
-/// a few blocking ones need no more than two.
-fn limit_malloc_arenas() {
+/// Caps glibc's malloc arenas at two, and gives every allocation of 1 MiB
+/// or more its own mapping, returned to the system when freed.
+///
+/// glibc gives each thread that meets contention an arena of its own and
+/// keeps freed memory there: with the blocking pool's threads (spool
+/// writes, encryption), 10,000 alerts queued and delivered peaked at
+/// 42.6 MiB, against 34.5 MiB with two arenas (tests/faults, burst-memory,
+/// debug build). And glibc raises its mmap threshold to the size of each
+/// large block freed (up to 32 MiB), after which large messages come from
+/// the heap, which keeps their pages: a fixed threshold keeps the
+/// resident size near what the messages in flight hold (tests/faults,
+/// burst-large). Alerts are a few KiB, far below it.
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; it runs before
-    // the daemon starts any thread.
+    // SAFETY: mallopt only sets allocator parameters; it runs before the
+    // daemon starts any thread.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
@@ -118,13 +128,17 @@ fn limit_malloc_arenas() {
 pub fn run(config_path: &Path) -> u8 {
     // Alert plaintext passes through this process's memory.
     crate::os::forbid_core_dumps();
-    limit_malloc_arenas();
+    tune_malloc();
     init_logging();
     let started = load(config_path)
         .map_err(StartError::Config)
         .and_then(|ctx| {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                // Encryption, fsync and spool reads: beyond two cores,
+                // more threads only wait. packaging/systemd's TasksMax=
+                // counts on this.
+                .max_blocking_threads(MAX_BLOCKING_THREADS)
                 .build()
                 .map_err(StartError::Runtime)
                 .and_then(|rt| {
@@ -243,6 +257,7 @@ impl Daemon {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (ctx_tx, ctx_rx) = watch::channel(Arc::new(ctx));
 
+        let budget = smtp::Budget::new(ctx_rx.borrow().config.listen.max_in_flight.0);
         for listener in listeners {
             let sink = Sink::Queue(spool.clone(), arrivals.clone());
             tokio::spawn(smtp::listen(
@@ -250,6 +265,7 @@ impl Daemon {
                 ctx_rx.clone(),
                 sink,
                 permits.clone(),
+                budget.clone(),
                 stop_rx.clone(),
             ));
         }
@@ -402,9 +418,11 @@ fn reload(path: &Path, ctx_tx: &watch::Sender<Arc<Context>>) {
     if old.listen.addresses != config.listen.addresses
         || old.queue.dir != config.queue.dir
         || old.listen.max_connections != config.listen.max_connections
+        || old.listen.max_in_flight != config.listen.max_in_flight
     {
         tracing::warn!(
-            "listen.addresses, listen.max_connections and queue.dir take effect at the next restart"
+            "listen.addresses, listen.max_connections, listen.max_in_flight and queue.dir \
+             take effect at the next restart"
         );
     }
     let _ = ctx_tx.send(Arc::new(ctx));

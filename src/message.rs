@@ -114,19 +114,48 @@ pub fn body(message: &[u8]) -> &[u8] {
 /// `bytes` with every line ending as CRLF (bare LF and bare CR fixed).
 pub fn to_crlf(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32 + 2);
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 1;
-            }
-            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
-    }
+    // Writing into a Vec cannot fail.
+    let _ = write_crlf(&mut out, bytes);
     out
+}
+
+/// Writes `bytes` with every line ending as CRLF, in runs, without a copy
+/// of the whole: a 10 MiB message costs no second 10 MiB.
+pub fn write_crlf(w: &mut (impl std::io::Write + ?Sized), bytes: &[u8]) -> std::io::Result<()> {
+    let mut rest = bytes;
+    while let Some(pos) = rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+        w.write_all(&rest[..pos])?;
+        w.write_all(b"\r\n")?;
+        let skip = if rest[pos] == b'\r' && rest.get(pos + 1) == Some(&b'\n') {
+            2
+        } else {
+            1
+        };
+        rest = &rest[pos + skip..];
+    }
+    w.write_all(rest)
+}
+
+/// A writer that turns each `\n` written through it into `\r\n`: for
+/// text that has bare LF line ends only (ASCII armor), on its way into the
+/// outgoing message.
+pub struct LfToCrlf<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for LfToCrlf<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            self.0.write_all(&rest[..pos])?;
+            self.0.write_all(b"\r\n")?;
+            rest = &rest[pos + 1..];
+        }
+        self.0.write_all(rest)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 #[cfg(test)]
@@ -155,5 +184,9 @@ mod tests {
     #[test]
     fn line_endings_become_crlf() {
         assert_eq!(to_crlf(b"a\nb\r\nc\rd"), b"a\r\nb\r\nc\r\nd");
+        assert_eq!(to_crlf(b"\r\r\n\n"), b"\r\n\r\n\r\n");
+        let mut out = Vec::new();
+        std::io::Write::write_all(&mut LfToCrlf(&mut out), b"-----BEGIN\n\nabc\n").unwrap();
+        assert_eq!(out, b"-----BEGIN\r\n\r\nabc\r\n");
     }
 }

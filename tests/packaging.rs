@@ -107,3 +107,24 @@ fn the_socket_is_loopback_port_25_and_the_service_is_notify() {
         ["sasl_password:/etc/alert-relay/sasl_password"]
     );
 }
+
+#[test]
+fn no_core_dumps_and_bounded_memory_and_tasks() {
+    assert_eq!(setting("alert-relay.service", "LimitCORE"), ["0"]);
+    // The burst-large fault scenario peaks near 100 MiB with the default
+    // listen.max_in_flight; the limit leaves room, and is not absurd.
+    let memory = setting("alert-relay.service", "MemoryMax");
+    let mib: u64 = memory[0].trim_end_matches('M').parse().unwrap();
+    let in_flight = alert_relay::config::Listen::default().max_in_flight.0 >> 20;
+    assert!(
+        (2 * in_flight..=8 * in_flight).contains(&mib),
+        "MemoryMax={mib}M for {in_flight} MiB in flight"
+    );
+    let tasks: usize = setting("alert-relay.service", "TasksMax")[0]
+        .parse()
+        .unwrap();
+    assert!(
+        tasks > alert_relay::daemon::MAX_BLOCKING_THREADS + 4,
+        "TasksMax={tasks}"
+    );
+}

@@ -180,6 +180,115 @@ fn silent_client_gets_421_and_others_are_served() {
 }
 
 #[test]
+fn clients_that_never_read_their_replies_are_dropped_and_a_ninth_gets_through() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    // Eight clients push commands and never read a reply: once their
+    // buffers are full, each is dropped within the write timeout (here
+    // the idle timeout, 2 s), and their slots are free for an alert.
+    let setup = Setup::with_listen("max_connections = 8\nidle_timeout = \"2s\"");
+    let daemon = setup.start();
+    let start = Instant::now();
+    let dropped_after: Vec<Option<Duration>> = std::thread::scope(|s| {
+        let flooders: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = std::net::TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+                    // Bounded, so that a server that never drops it ends the test.
+                    c.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let burst = b"HELP\r\n".repeat(10_000);
+                    loop {
+                        match c.write_all(&burst) {
+                            Ok(()) => {}
+                            Err(e)
+                                if e.kind() == std::io::ErrorKind::WouldBlock
+                                    || e.kind() == std::io::ErrorKind::TimedOut =>
+                            {
+                                return None;
+                            }
+                            Err(_) => return Some(start.elapsed()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        // The ninth: an alert, retried on 421 as a mailer does.
+        std::thread::sleep(Duration::from_millis(500));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut c = Client::connect(daemon.port);
+            let banner = c.recv();
+            if banner.starts_with("220") {
+                for (line, want) in [
+                    ("HELO ossec", 250),
+                    ("MAIL FROM:<ossecm@mon>", 250),
+                    ("RCPT TO:<root>", 250),
+                    ("DATA", 354),
+                ] {
+                    assert_eq!(c.cmd(line), want, "{line}");
+                }
+                c.send(b"Subject: through\r\n\r\nthe ninth\r\n.\r\n");
+                assert_eq!(code(&c.recv()), 250);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the ninth client never got a slot: {banner:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        flooders.into_iter().map(|f| f.join().unwrap()).collect()
+    });
+    for (i, d) in dropped_after.iter().enumerate() {
+        let d = d.unwrap_or_else(|| panic!("flooder {i} was never dropped"));
+        assert!(
+            d < Duration::from_secs(10),
+            "flooder {i} dropped after {d:?}"
+        );
+    }
+    assert_eq!(setup.wait_queued(1).len(), 1);
+    let log = daemon.wait_log("stopped reading its replies");
+    assert!(log.matches("dropped a client").count() >= 8, "{log}");
+}
+
+#[test]
+fn a_client_that_drips_bytes_is_ended_at_the_session_deadline() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    // One byte every half second keeps the idle timer (1 s) happy; the
+    // session's deadline (six idle timeouts) ends it anyway.
+    let setup = Setup::with_listen("idle_timeout = \"1s\"");
+    let daemon = setup.start();
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while start.elapsed() < Duration::from_secs(15) {
+        if c.write_all(b"N").is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let ended = start.elapsed();
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.contains("421 4.4.2 Error: session too long"),
+        "{text:?}"
+    );
+    assert!(
+        ended >= Duration::from_secs(5) && ended < Duration::from_secs(9),
+        "ended after {ended:?}"
+    );
+    daemon.wait_log("its session reached its deadline");
+}
+
+#[test]
 fn connections_over_the_limit_get_421() {
     let setup = Setup::with_listen("max_connections = 1");
     let daemon = setup.start();

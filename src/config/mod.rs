@@ -62,6 +62,11 @@ pub struct Listen {
     pub max_recipients: usize,
     pub max_connections: usize,
     pub idle_timeout: HumanDuration,
+    /// Message bytes all SMTP sessions together may hold in memory, with
+    /// what their encryption needs; beyond it a message gets 452 and is
+    /// sent again later. Keeps a burst of large messages from exhausting
+    /// memory (and systemd's MemoryMax=).
+    pub max_in_flight: ByteSize,
     pub allow_remote: bool,
 }
 
@@ -77,6 +82,7 @@ impl Default for Listen {
             max_recipients: 100,
             max_connections: 64,
             idle_timeout: HumanDuration(Duration::from_secs(300)),
+            max_in_flight: ByteSize(64 << 20),
             allow_remote: false,
         }
     }
@@ -335,6 +341,19 @@ impl Config {
             if n == 0 {
                 bad(key, "must be at least 1".into());
             }
+        }
+        if self.listen.max_in_flight.0 < self.listen.max_message_size.0 {
+            bad(
+                "listen.max_in_flight",
+                format!(
+                    "{} is less than listen.max_message_size ({}): no message of the largest \
+                     size could ever be taken",
+                    self.listen.max_in_flight.0, self.listen.max_message_size.0
+                ),
+            );
+        }
+        if self.listen.idle_timeout.0.is_zero() {
+            bad("listen.idle_timeout", "must be longer than 0s".into());
         }
         if self.queue.retry.is_empty() {
             bad(

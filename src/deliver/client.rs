@@ -510,7 +510,17 @@ impl Connection {
     /// dot, and the relay's verdict.
     pub async fn data(&mut self, payload: &[u8]) -> Result<Reply, DeliverError> {
         let c = &mut self.conn;
-        c.write(Stage::Data, &dot_stuff(payload)).await?;
+        // In pieces, so that a 10 MiB message is not copied whole.
+        let mut stuffer = DotStuffer::default();
+        let mut chunk = Vec::with_capacity(DATA_CHUNK + DATA_CHUNK / 8);
+        for piece in payload.chunks(DATA_CHUNK) {
+            chunk.clear();
+            stuffer.feed(piece, &mut chunk);
+            c.write(Stage::Data, &chunk).await?;
+        }
+        chunk.clear();
+        stuffer.finish(&mut chunk);
+        c.write(Stage::Data, &chunk).await?;
         let reply = c.read_reply(Stage::DataEnd).await?;
         if reply.is_positive() {
             Ok(reply)
@@ -785,24 +795,70 @@ async fn handshake(
     }
 }
 
+/// How much of a message goes to the relay per write.
+const DATA_CHUNK: usize = 64 << 10;
+
 /// The payload as DATA carries it: CRLF line ends, leading dots doubled,
 /// and the final "." line.
 pub fn dot_stuff(payload: &[u8]) -> Vec<u8> {
-    let crlf = crate::message::to_crlf(payload);
-    let mut out = Vec::with_capacity(crlf.len() + crlf.len() / 64 + 8);
-    let mut at_line_start = true;
-    for &b in &crlf {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
+    let mut out = Vec::with_capacity(payload.len() + payload.len() / 32 + 8);
+    let mut stuffer = DotStuffer::default();
+    stuffer.feed(payload, &mut out);
+    stuffer.finish(&mut out);
     out
+}
+
+/// [`dot_stuff`] in pieces: a line end split between two pieces is one
+/// line end.
+#[derive(Debug)]
+struct DotStuffer {
+    at_line_start: bool,
+    /// The last byte was a CR (already written as CRLF).
+    after_cr: bool,
+    empty: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        DotStuffer {
+            at_line_start: true,
+            after_cr: false,
+            empty: true,
+        }
+    }
+}
+
+impl DotStuffer {
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        for &b in input {
+            let after_cr = std::mem::take(&mut self.after_cr);
+            match b {
+                // The LF of a CRLF whose CR was written as CRLF.
+                b'\n' if after_cr => {}
+                b'\r' | b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    self.at_line_start = true;
+                    self.after_cr = b == b'\r';
+                }
+                b => {
+                    if self.at_line_start && b == b'.' {
+                        out.push(b'.');
+                    }
+                    out.push(b);
+                    self.at_line_start = false;
+                }
+            }
+            self.empty = false;
+        }
+    }
+
+    /// The end: a line end if the message lacks a last one, then ".".
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.empty || !self.at_line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
 }
 
 #[cfg(test)]
@@ -837,5 +893,21 @@ mod tests {
         assert_eq!(dot_stuff(b".a\n..b\nc"), b"..a\r\n...b\r\nc\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b"\r\n.\r\n");
         assert_eq!(dot_stuff(b"x\r\n"), b"x\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\rb\r\r\n.c"), b"a\r\nb\r\n\r\n..c\r\n.\r\n");
+    }
+
+    #[test]
+    fn dot_stuffing_in_pieces_is_dot_stuffing_whole() {
+        let message = b"From: a\r\n\r\n.line\r\n..two\r\nbare\nlf\rcr\r\n.\r\nend".repeat(7);
+        let whole = dot_stuff(&message);
+        for size in [1, 2, 3, 7, 64] {
+            let mut out = Vec::new();
+            let mut s = DotStuffer::default();
+            for piece in message.chunks(size) {
+                s.feed(piece, &mut out);
+            }
+            s.finish(&mut out);
+            assert_eq!(out, whole, "pieces of {size}");
+        }
     }
 }

@@ -4,6 +4,8 @@
 //!
 //! Everything built here uses CRLF line endings, as it goes on the wire.
 
+use std::io::{self, Write};
+
 use mail_builder::headers::Header;
 use mail_builder::headers::address::Address as MbAddress;
 use mail_builder::headers::text::Text;
@@ -67,14 +69,19 @@ fn render(header: &impl Header, name: &str) -> Vec<u8> {
     out
 }
 
-/// The cleartext that `pgp-mime` encrypts: a complete MIME entity with the
-/// original header fields and body, its Content-Type marked as carrying
-/// protected headers (RFC 9788 `hp="cipher"`, and the older
-/// `protected-headers="v1"` that Thunderbird and K-9 read).
-pub fn protected_payload(original: &[u8], outer: &Outer, arrival_date: &str) -> Vec<u8> {
+/// Writes the cleartext that `pgp-mime` encrypts: a complete MIME entity
+/// with the original header fields and body, its Content-Type marked as
+/// carrying protected headers (RFC 9788 `hp="cipher"`, and the older
+/// `protected-headers="v1"` that Thunderbird and K-9 read). Written
+/// straight into the encryption, without a copy of the message.
+pub fn write_protected_payload(
+    out: &mut dyn Write,
+    original: &[u8],
+    outer: &Outer,
+    arrival_date: &str,
+) -> io::Result<()> {
     let fields = message::fields(original);
     let body = message::body(original);
-    let mut out = Vec::with_capacity(original.len() + 1024);
 
     let content_type = fields
         .iter()
@@ -87,36 +94,40 @@ pub fn protected_payload(original: &[u8], outer: &Outer, arrival_date: &str) -> 
         None if std::str::from_utf8(body).is_ok() => "text/plain; charset=\"utf-8\"".into(),
         None => "text/plain; charset=\"iso-8859-1\"".into(),
     };
-    out.extend_from_slice(
-        format!("Content-Type: {content_type}; protected-headers=\"v1\"; hp=\"cipher\"\r\n")
-            .as_bytes(),
-    );
+    write!(
+        out,
+        "Content-Type: {content_type}; protected-headers=\"v1\"; hp=\"cipher\"\r\n"
+    )?;
     match fields.iter().find(|f| f.is("Content-Transfer-Encoding")) {
-        Some(cte) => out.extend_from_slice(&message::to_crlf(cte.raw)),
-        None if !body.is_ascii() => out.extend_from_slice(b"Content-Transfer-Encoding: 8bit\r\n"),
+        Some(cte) => message::write_crlf(out, cte.raw)?,
+        None if !body.is_ascii() => out.write_all(b"Content-Transfer-Encoding: 8bit\r\n")?,
         None => {}
     }
-    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    out.write_all(b"MIME-Version: 1.0\r\n")?;
     for f in &fields {
         if f.is("Content-Type") || f.is("Content-Transfer-Encoding") || f.is("MIME-Version") {
             continue;
         }
-        out.extend_from_slice(&message::to_crlf(f.raw));
+        message::write_crlf(out, f.raw)?;
     }
     if !fields.iter().any(|f| f.is("Date")) {
-        out.extend_from_slice(format!("Date: {arrival_date}\r\n").as_bytes());
+        write!(out, "Date: {arrival_date}\r\n")?;
     }
-    outer.write_hp_outer(&mut out);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&message::to_crlf(body));
-    out
+    let mut hp = Vec::with_capacity(512);
+    outer.write_hp_outer(&mut hp);
+    out.write_all(&hp)?;
+    out.write_all(b"\r\n")?;
+    message::write_crlf(out, body)
 }
 
-/// RFC 3156 multipart/encrypted around an armored OpenPGP message.
-pub fn pgp_mime(outer: &Outer, armored: &[u8], boundary: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(armored.len() + 1024);
-    outer.write(&mut out);
-    out.extend_from_slice(
+/// RFC 3156 multipart/encrypted around an armored OpenPGP message (CRLF
+/// line ends). The header and the MIME skeleton go in front of the armor
+/// in its own buffer, which [`super::encrypt_armored`] leaves room for:
+/// the ciphertext is not copied.
+pub fn pgp_mime(outer: &Outer, mut armored: Vec<u8>, boundary: &str) -> Vec<u8> {
+    let mut head = Vec::with_capacity(1024);
+    outer.write(&mut head);
+    head.extend_from_slice(
         format!(
             "Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\";\r\n \
              boundary=\"{boundary}\"\r\n\
@@ -136,21 +147,22 @@ pub fn pgp_mime(outer: &Outer, armored: &[u8], boundary: &str) -> Vec<u8> {
         )
         .as_bytes(),
     );
-    out.extend_from_slice(&message::to_crlf(armored));
-    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    out
+    armored.splice(0..0, head);
+    armored.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    armored
 }
 
 /// A text/plain message whose body is the armored encryption of the
-/// original body, as SecureDrop's procmail script produces.
-pub fn inline(outer: &Outer, armored: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(armored.len() + 512);
-    outer.write(&mut out);
-    out.extend_from_slice(
+/// original body (CRLF line ends), as SecureDrop's procmail script
+/// produces.
+pub fn inline(outer: &Outer, mut armored: Vec<u8>) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    outer.write(&mut head);
+    head.extend_from_slice(
         b"Content-Type: text/plain; charset=\"us-ascii\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n",
     );
-    out.extend_from_slice(&message::to_crlf(armored));
-    out
+    armored.splice(0..0, head);
+    armored
 }
 
 /// A plaintext message with no alert content: only `text`.

@@ -93,23 +93,27 @@ impl Sealer {
         let armored = match self.format {
             MessageFormat::PgpMime => {
                 let outer = self.outer(&sealed, &key.recipient);
-                let payload = mime::protected_payload(original, &outer, &sealed.date);
-                encrypt_armored(key, now, &payload)?
+                encrypt_armored(key, now, original.len(), &mut |w| {
+                    mime::write_protected_payload(w, original, &outer, &sealed.date)
+                })?
             }
-            MessageFormat::Inline => encrypt_armored(key, now, crate::message::body(original))?,
+            MessageFormat::Inline => {
+                let body = crate::message::body(original);
+                encrypt_armored(key, now, body.len(), &mut |w| w.write_all(body))?
+            }
         };
         Ok(Sealed { armored, ..sealed })
     }
 
     /// The outgoing message for `to`: outer header fields from the
     /// allow-list around the sealed alert. The MIME boundary is random.
-    pub fn wrap(&self, sealed: &Sealed, to: &Recipient) -> Vec<u8> {
-        let outer = self.outer(sealed, to);
+    pub fn wrap(&self, sealed: Sealed, to: &Recipient) -> Vec<u8> {
+        let outer = self.outer(&sealed, to);
         match sealed.format {
             MessageFormat::PgpMime => {
-                mime::pgp_mime(&outer, &sealed.armored, &format!("=_{}", random_token()))
+                mime::pgp_mime(&outer, sealed.armored, &format!("=_{}", random_token()))
             }
-            MessageFormat::Inline => mime::inline(&outer, &sealed.armored),
+            MessageFormat::Inline => mime::inline(&outer, sealed.armored),
         }
     }
 
@@ -121,7 +125,7 @@ impl Sealer {
         now: SystemTime,
     ) -> Result<Vec<u8>, CannotEncrypt> {
         self.seal(original, key, now)
-            .map(|sealed| self.wrap(&sealed, &key.recipient))
+            .map(|sealed| self.wrap(sealed, &key.recipient))
     }
 
     /// Checks what `sendmail` (or anything with the spool's group) wrote
@@ -207,12 +211,15 @@ fn rfc822_date(now: SystemTime) -> String {
     mail_builder::headers::date::Date::new(i64::try_from(secs).unwrap_or(0)).to_rfc822()
 }
 
-/// `plaintext` encrypted to the recipient's valid encryption keys at
-/// `now`, ASCII-armored (LF line ends).
+/// The plaintext that `write` writes (about `size` bytes), encrypted to
+/// the recipient's valid encryption keys at `now`, ASCII-armored with CRLF
+/// line ends, as it goes into the outgoing message. The buffer has room
+/// in front for the message's header, so that wrapping it copies nothing.
 fn encrypt_armored(
     key: &RecipientKey,
     now: SystemTime,
-    plaintext: &[u8],
+    size: usize,
+    write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<Vec<u8>, CannotEncrypt> {
     keys::can_encrypt(&key.cert, now)?;
     let recipients: Vec<_> = keys::encryption_keys(&key.cert, now).collect();
@@ -233,9 +240,10 @@ fn encrypt_armored(
     };
     // sequoia refuses only what the policy or the key rules out.
     let failed = |e: openpgp::anyhow::Error| CannotEncrypt::Policy(e.to_string());
-    let mut sink = Vec::with_capacity(plaintext.len() * 2 + 1024);
+    // Armor is 4/3 of the binary, plus line ends; 2 KiB for the header.
+    let mut sink = Vec::with_capacity(size + size / 2 + 4096);
     {
-        let message = Message::new(&mut sink);
+        let message = Message::new(crate::message::LfToCrlf(&mut sink));
         let mut message = Armorer::new(message).build().map_err(failed)?;
         let message = match fast {
             Some(rsa_keys) if !rsa_keys.is_empty() => {
@@ -260,9 +268,7 @@ fn encrypt_armored(
                 .map_err(failed)?,
         };
         let mut writer = LiteralWriter::new(message).build().map_err(failed)?;
-        writer
-            .write_all(plaintext)
-            .map_err(|e| CannotEncrypt::Policy(e.to_string()))?;
+        write(&mut writer).map_err(|e| CannotEncrypt::Policy(e.to_string()))?;
         writer.finalize().map_err(failed)?;
     }
     Ok(sink)

@@ -41,7 +41,7 @@ pub struct Sealed {
     pub date: String,
     /// The Message-ID, without angle brackets.
     pub message_id: String,
-    /// The ASCII-armored OpenPGP message (LF line ends).
+    /// The ASCII-armored OpenPGP message (CRLF line ends).
     pub armored: Vec<u8>,
 }
 
@@ -206,7 +206,12 @@ fn check_packets(binary: &[u8], allowed: &dyn Fn(&KeyHandle) -> bool) -> Result<
             },
             openpgp::Packet::SEIP(_) if session_keys > 0 => encrypted = true,
             openpgp::Packet::SEIP(_) => return Err("encrypted data without a session key".into()),
-            other => return Err(format!("a {} packet", other.tag())),
+            other => {
+                return Err(format!(
+                    "a {} where only session keys and encrypted data may be",
+                    other.tag()
+                ));
+            }
         }
         // `next` skips the encrypted data's body: it is never decrypted.
         ppr = pp.next().map_err(|e| format!("not OpenPGP: {e}"))?.1;

@@ -33,6 +33,8 @@ pub struct DataReader {
     max_size: usize,
     /// Bytes of message seen, counting those dropped past the limit.
     seen: usize,
+    /// False once [`DataReader::discard`] was called.
+    keep: bool,
 }
 
 /// What [`DataReader::feed`] found.
@@ -51,12 +53,13 @@ impl DataReader {
             body: Vec::new(),
             max_size,
             seen: 0,
+            keep: true,
         }
     }
 
     fn push(&mut self, b: u8) {
         self.seen += 1;
-        if self.body.len() < self.max_size {
+        if self.keep && self.body.len() < self.max_size {
             self.body.push(b);
         }
     }
@@ -91,6 +94,23 @@ impl DataReader {
         Progress::More
     }
 
+    /// Message bytes kept so far.
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether no message byte was kept.
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+
+    /// Keeps nothing more, and gives back what was kept: the rest is read
+    /// to the end line and dropped (the memory budget ran out).
+    pub fn discard(&mut self) {
+        self.body = Vec::new();
+        self.keep = false;
+    }
+
     /// True when the message went over the size limit.
     pub fn too_big(&self) -> bool {
         self.seen > self.max_size
@@ -105,6 +125,17 @@ impl DataReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_discarding_reader_keeps_nothing_but_still_finds_the_end_and_the_size() {
+        let mut r = DataReader::new(10);
+        assert_eq!(r.feed(b"abc"), Progress::More);
+        assert_eq!(r.len(), 3);
+        r.discard();
+        assert_eq!(r.feed(b"defghijklmnop\r\n.\r\nNEXT"), Progress::Done(18));
+        assert!(r.is_empty());
+        assert!(r.too_big(), "18 bytes seen, 10 allowed");
+    }
 
     fn decode(input: &[u8]) -> (Vec<u8>, usize) {
         let mut r = DataReader::new(1 << 20);

@@ -243,7 +243,7 @@ impl Context {
                 Kind::Outgoing,
                 sender,
                 to_text,
-                self.sealer.wrap(&sealed, to),
+                self.sealer.wrap(sealed, to),
             ),
             Sealing::Notice(reason) => Entry::with_id(
                 id,

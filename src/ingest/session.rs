@@ -298,6 +298,10 @@ pub fn data_reply(result: &Result<Vec<String>, DataFailure>) -> Reply {
             format!("5.3.4 Message size exceeds fixed limit of {max} bytes"),
         ),
         Err(DataFailure::SpoolFull) => Reply::new(452, "4.3.1 Insufficient system storage"),
+        Err(DataFailure::Busy) => Reply::new(
+            452,
+            "4.3.1 Insufficient system resources: too many large messages at once, try again later",
+        ),
         Err(DataFailure::Spool) => Reply::new(
             451,
             "4.3.0 Local error in processing: the message was not queued; try again",
@@ -311,6 +315,8 @@ pub enum DataFailure {
     TooBig(u64),
     SpoolFull,
     Spool,
+    /// Over the memory budget for messages in flight (`listen.max_in_flight`).
+    Busy,
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod common;
 mod burst;
 mod corrupt;
 mod disk;
+mod large;
 mod link;
 mod relay;
 mod reload;
@@ -46,6 +47,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("reload-under-load", reload::run),
     ("corrupt-spool", corrupt::run),
     ("burst-memory", burst::run),
+    ("burst-large", large::run),
 ];
 
 fn main() {

@@ -346,6 +346,7 @@ fn smtp_on_stdio(ctx: super::Context, dropbox: Dropbox) -> Result<(), Failure> {
             tokio::io::join(tokio::io::stdin(), tokio::io::stdout()),
             ctx,
             super::smtp::Sink::Incoming(dropbox),
+            super::smtp::Budget::unlimited(),
             shutdown,
         ))
         .map_err(|e| Failure::new(sysexits::IOERR, e.to_string()))
