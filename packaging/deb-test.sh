@@ -136,6 +136,20 @@ pass "alert-relayd as alert-relay moved it to queue/"
 mailq | grep -q "alerts@example.org" || fail "mailq does not list it"
 pass "mailq lists it"
 
+echo "== the daemon's user plants a symbolic link in the spool; postinst runs again"
+victim=$(mktemp -d /tmp/deb-test-victim.XXXXXX)
+chmod 0700 "$victim"
+setpriv --reuid=alert-relay --regid=alert-relay --clear-groups sh -c \
+    "rmdir /var/spool/alert-relay/held && ln -s '$victim' /var/spool/alert-relay/held" \
+    || fail "could not plant the link as alert-relay"
+dpkg -i "$deb" >/dev/null
+expect_mode "$victim" root:root 700
+[ -L /var/spool/alert-relay/held ] || fail "postinst replaced the planted link"
+pass "postinst followed no link the daemon's user planted"
+rm /var/spool/alert-relay/held
+rmdir "$victim"
+install -d -o alert-relay -g alert-relay -m 0700 /var/spool/alert-relay/held
+
 echo "== reinstall, remove, purge"
 dpkg -i "$deb" >/dev/null
 [ "$(sha256sum /etc/alert-relay/relay.toml)" = "$config_sum" ] || fail "reinstalling changed the admin's config"

@@ -143,6 +143,10 @@ fn steps(opts: &Options<'_>, report: &mut Report) -> bool {
         }
         (Some(_), Err(e)) => ok &= report.step(false, "password", &e.to_string()),
     }
+    // Run as root, every file above was readable; the daemon is not root.
+    if crate::os::is_root() {
+        ok &= daemon_user_step(report, &config);
+    }
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -153,6 +157,75 @@ fn steps(opts: &Options<'_>, report: &mut Report) -> bool {
     };
     let network = runtime.block_on(network(report, opts, &config, ctx.as_ref()));
     ok && network
+}
+
+/// Whether the daemon's user can read what it needs: the config, the keys,
+/// the password file, the CA file, and write the spool. The daemon's user
+/// is the spool's owner (the package makes it `alert-relay`); with no
+/// spool yet, or one of root's, there is no other user to check for.
+fn daemon_user_step(report: &mut Report, config: &Config) -> bool {
+    use crate::os::{Access, User};
+    use std::os::unix::fs::MetadataExt;
+    let spool = &config.queue.dir;
+    let user = std::fs::metadata(spool)
+        .ok()
+        .filter(|m| m.uid() != 0)
+        .and_then(|m| User::by_uid(m.uid()));
+    let Some(user) = user else {
+        return true;
+    };
+    let mut needs = vec![(config.path.clone(), Access::Read, "the config")];
+    for r in &config.recipients {
+        needs.push((r.key.clone(), Access::Read, "a recipient's key"));
+    }
+    if let Some(p) = &config.relay.password_file {
+        needs.push((p.clone(), Access::Read, "the password file"));
+    }
+    if let Some(p) = &config.relay.ca_file {
+        needs.push((p.clone(), Access::Read, "relay.ca_file"));
+    }
+    needs.push((spool.clone(), Access::WriteDir, "the spool"));
+    let problems: Vec<String> = needs
+        .iter()
+        .filter_map(|(path, access, what)| {
+            user.may(path, *access).err().map(|e| {
+                let fix = match access {
+                    Access::Read => format!(
+                        "let its group read it: chgrp {} {} && chmod g+r {}",
+                        user.name,
+                        path.display(),
+                        path.display()
+                    ),
+                    Access::WriteDir => format!(
+                        "install -d -o {0} -g {0} -m 0710 {1}",
+                        user.name,
+                        spool.display()
+                    ),
+                };
+                format!("{what}: {e}; {fix}")
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        report.step(
+            true,
+            "daemon user",
+            &format!(
+                "{} can read the config, the keys and the secrets, and write the spool",
+                user.name
+            ),
+        )
+    } else {
+        report.step(
+            false,
+            "daemon user",
+            &format!(
+                "alert-relayd runs as {}, which cannot use what it needs: {}",
+                user.name,
+                problems.join("; ")
+            ),
+        )
+    }
 }
 
 fn key_step(report: &mut Report, k: &crate::encrypt::RecipientKey, now: SystemTime) -> bool {

@@ -164,6 +164,64 @@ impl User {
     }
 }
 
+/// What access [`User::may`] checks for on the last component of a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    /// Create and remove files in a directory.
+    WriteDir,
+}
+
+impl User {
+    /// Whether this user may read `path` (or create files in it), by the
+    /// owner, group and mode of each component on the way, as the kernel
+    /// decides it without ACLs: every directory must let the user search
+    /// it. The error names the component in the way, its owner and mode.
+    pub fn may(&self, path: &std::path::Path, access: Access) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        if self.uid == 0 {
+            return Ok(());
+        }
+        let resolved =
+            std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let groups = self.groups();
+        let allowed = |meta: &std::fs::Metadata, bits: u32| {
+            let mode = meta.mode();
+            let class = if meta.uid() == self.uid {
+                mode >> 6
+            } else if groups.contains(&meta.gid()) {
+                mode >> 3
+            } else {
+                mode
+            };
+            class & bits == bits
+        };
+        let ancestors: Vec<&std::path::Path> = resolved.ancestors().collect();
+        for (i, p) in ancestors.iter().rev().enumerate() {
+            let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let last = i + 1 == ancestors.len();
+            let bits = match (last, access) {
+                (false, _) => 0o1,
+                (true, Access::Read) if meta.is_dir() => 0o5,
+                (true, Access::Read) => 0o4,
+                (true, Access::WriteDir) => 0o3,
+            };
+            if !allowed(&meta, bits) {
+                let owner = |id: u32, name: Option<String>| name.unwrap_or_else(|| id.to_string());
+                return Err(format!(
+                    "{} ({}:{}, mode {:04o}) keeps {} out",
+                    p.display(),
+                    owner(meta.uid(), User::by_uid(meta.uid()).map(|u| u.name)),
+                    meta.gid(),
+                    meta.mode() & 0o7777,
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs a `get*_r` lookup with a buffer that grows until the entry fits.
 fn lookup(
     call: impl Fn(*mut libc::passwd, &mut [libc::c_char], *mut *mut libc::passwd) -> libc::c_int,
@@ -214,6 +272,42 @@ mod tests {
         assert!(root.groups().contains(&0));
         assert!(User::by_name("no-such-user-alert-relay-test").is_none());
         assert!(User::by_name("nul\0inside").is_none());
+    }
+
+    #[test]
+    fn access_follows_owner_group_and_other_bits_on_every_component() {
+        use std::os::unix::fs::PermissionsExt;
+        let nobody = User {
+            name: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "x").unwrap();
+        let set = |p: &std::path::Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        set(dir.path(), 0o755);
+        set(&file, 0o644);
+        assert_eq!(nobody.may(&file, Access::Read), Ok(()));
+        set(&file, 0o640);
+        let e = nobody.may(&file, Access::Read).unwrap_err();
+        assert!(
+            e.contains("relay.toml") && e.contains("mode 0640") && e.contains("keeps nobody out"),
+            "{e}"
+        );
+        set(&file, 0o644);
+        set(dir.path(), 0o700);
+        assert!(
+            nobody
+                .may(&file, Access::Read)
+                .unwrap_err()
+                .contains("mode 0700")
+        );
+        assert!(nobody.may(dir.path(), Access::WriteDir).is_err());
+        let root = User::by_name("root").unwrap();
+        assert_eq!(root.may(&file, Access::Read), Ok(()));
     }
 
     #[test]

@@ -128,18 +128,20 @@ fn scalar(value: &str) -> Result<String, String> {
         if rest[..end].contains('\\') {
             return Err("escapes in double-quoted values are not supported".into());
         }
+        after_quote(&rest[end + 1..])?;
         return Ok(rest[..end].to_string());
     }
     if let Some(rest) = value.strip_prefix('\'') {
         // '' is a quote inside single quotes.
         let mut out = String::new();
-        let mut chars = rest.chars().peekable();
-        while let Some(c) = chars.next() {
+        let mut chars = rest.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
             if c == '\'' {
-                if chars.peek() == Some(&'\'') {
+                if chars.peek().map(|(_, c)| *c) == Some('\'') {
                     chars.next();
                     out.push('\'');
                 } else {
+                    after_quote(&rest[i + 1..])?;
                     return Ok(out);
                 }
             } else {
@@ -158,6 +160,18 @@ fn scalar(value: &str) -> Result<String, String> {
         None => value,
     };
     Ok(plain.trim().to_string())
+}
+
+/// What may follow a closing quote: nothing, or a comment. Anything else
+/// (`"secret"junk`) is an error rather than a value silently cut short:
+/// a password cut at the quote would fail at AUTH far from here.
+fn after_quote(rest: &str) -> Result<(), String> {
+    let rest = rest.trim_start();
+    if rest.is_empty() || rest.starts_with('#') {
+        Ok(())
+    } else {
+        Err("something follows the closing quote; quote the whole value".into())
+    }
 }
 
 /// Where the import writes.
@@ -196,7 +210,9 @@ struct Recipient {
     address: String,
     key_source: PathBuf,
     key_name: &'static str,
+    key_variable: &'static str,
     fingerprint: String,
+    fingerprint_variable: &'static str,
     aliases: &'static [&'static str],
 }
 
@@ -251,7 +267,9 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
         address: need("ossec_alert_email")?.to_string(),
         key_source: base.join(need("ossec_alert_gpg_public_key")?),
         key_name: "ossec.pub",
+        key_variable: "ossec_alert_gpg_public_key",
         fingerprint: need("ossec_gpg_fpr")?.replace(' ', ""),
+        fingerprint_variable: "ossec_gpg_fpr",
         aliases: &["root", "ossec"],
     }];
     match (
@@ -263,7 +281,9 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
             address: address.to_string(),
             key_source: base.join(key),
             key_name: "journalist.pub",
+            key_variable: "journalist_alert_gpg_public_key",
             fingerprint: fpr.replace(' ', ""),
+            fingerprint_variable: "journalist_gpg_fpr",
             aliases: &["journalist"],
         }),
         (None, None, None) => {}
@@ -276,13 +296,39 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
             });
         }
     }
+    // Each key is parsed, and must be the key its fingerprint names,
+    // before anything is written: what is copied is the public key as
+    // parsed, never the bytes of whatever file the variable named.
     let mut keys = Vec::new();
     for r in &recipients {
-        let bytes = std::fs::read(&r.key_source).map_err(|e| ImportError::Read {
-            path: r.key_source.clone(),
-            error: e.to_string(),
+        let cert = crate::encrypt::keys::read_cert(&r.key_source).map_err(|e| match e {
+            crate::encrypt::keys::KeyError::Unreadable { path, reason } => ImportError::Read {
+                path,
+                error: reason,
+            },
+            other => ImportError::Invalid {
+                name: r.key_variable,
+                why: other.to_string(),
+            },
         })?;
-        keys.push((targets.keys_dir.join(r.key_name), bytes));
+        let actual = crate::encrypt::keys::fingerprint(&cert);
+        if !actual.eq_ignore_ascii_case(&r.fingerprint) {
+            return Err(ImportError::Invalid {
+                name: r.key_variable,
+                why: format!(
+                    "{} holds the key {actual}, but {} is {}",
+                    r.key_source.display(),
+                    r.fingerprint_variable,
+                    r.fingerprint
+                ),
+            });
+        }
+        let armored =
+            crate::encrypt::keys::armored_public(&cert).map_err(|e| ImportError::Invalid {
+                name: r.key_variable,
+                why: e,
+            })?;
+        keys.push((targets.keys_dir.join(r.key_name), armored));
     }
 
     let relay = RelayVars {
@@ -297,26 +343,41 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
         .into_iter()
         .chain(keys.iter().map(|(p, _)| p))
     {
-        // An empty password file (as the package installs it) holds nothing to lose.
+        // An empty password file (as the package installs it) holds
+        // nothing to lose, nor does the example config the package ships.
         let empty =
             *path == targets.password_file && std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
-        if path.exists() && !targets.force && !empty {
+        let shipped = *path == targets.config
+            && std::fs::read(path).is_ok_and(|b| b == SHIPPED_CONFIG.as_bytes());
+        if path.exists() && !targets.force && !empty && !shipped {
             return Err(ImportError::Exists(path.clone()));
         }
     }
+    // Run as root where the package made the daemon's user: the password
+    // is that user's alone, the config readable by its group, as the
+    // package installs them (packaging/README.md). Else the files stay
+    // the importing user's.
+    let daemon = crate::os::is_root()
+        .then(|| crate::os::User::by_name(DAEMON_USER))
+        .flatten();
     let mut written = Vec::new();
     for (path, bytes) in &keys {
-        write(path, bytes, 0o644)?;
+        write(path, bytes, 0o644, None)?;
         written.push(path.clone());
     }
     write(
         &targets.password_file,
         format!("{password}\n").as_bytes(),
         0o600,
+        daemon.as_ref().map(|u| (u.uid, u.gid)),
     )?;
-    give_to_daemon(&targets.password_file)?;
     written.push(targets.password_file.clone());
-    write(&targets.config, config.as_bytes(), 0o640)?;
+    write(
+        &targets.config,
+        config.as_bytes(),
+        0o640,
+        daemon.as_ref().map(|u| (0, u.gid)),
+    )?;
     written.push(targets.config.clone());
     Ok(Imported {
         written,
@@ -391,33 +452,24 @@ fn render(
     out
 }
 
-/// When run as root on a host with the package's `alert-relay` user, the
-/// password file becomes that user's: the daemon reads it, nobody else.
-fn give_to_daemon(path: &Path) -> Result<(), ImportError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(());
-    }
-    let name = c"alert-relay";
-    // SAFETY: getpwnam returns a pointer to static storage or null; the
-    // fields are read at once, before any other call could overwrite it.
-    let ids = unsafe {
-        let pw = libc::getpwnam(name.as_ptr());
-        (!pw.is_null()).then(|| ((*pw).pw_uid, (*pw).pw_gid))
-    };
-    let Some((uid, gid)) = ids else {
-        return Ok(());
-    };
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| ImportError::Write {
-        path: path.to_path_buf(),
-        error: format!("cannot give it to the alert-relay user: {e}"),
-    })
-}
+/// The daemon's user and group, as the package names them.
+pub const DAEMON_USER: &str = "alert-relay";
 
-/// Writes `bytes` to `path` with `mode`, through a temporary file.
-fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ImportError> {
+/// The example config the package installs as relay.toml: replacing it
+/// loses nothing, so it needs no `--force`.
+const SHIPPED_CONFIG: &str = include_str!("../config/relay.toml");
+
+/// Writes `bytes` to `path` with `mode` and, when given, owner and group,
+/// through a temporary file: mode and owner are set on the open file,
+/// never by path, before it is renamed into place.
+fn write(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<(), ImportError> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let err = |e: std::io::Error| ImportError::Write {
         path: path.to_path_buf(),
         error: e.to_string(),
@@ -428,7 +480,13 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), ImportError> {
         .write(true)
         .create_new(true)
         .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
+        .map_err(err)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(err)?;
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(err)?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
@@ -473,6 +531,30 @@ mod tests {
         ] {
             let e = parse_flat_yaml(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn text_after_a_closing_quote_is_an_error_not_cut_off() {
+        for text in [
+            "sasl_password: \"secret\"junk\n",
+            "sasl_password: 'secret'junk\n",
+            "sasl_password: 'it''s' x\n",
+        ] {
+            let e = parse_flat_yaml(text).unwrap_err().to_string();
+            assert!(
+                e.contains("line 1: something follows the closing quote"),
+                "{text:?}: {e}"
+            );
+        }
+        for (text, want) in [
+            ("sasl_password: \"secret\"  # a comment\n", "secret"),
+            ("sasl_password: 'it''s'\n", "it's"),
+        ] {
+            assert_eq!(
+                parse_flat_yaml(text).unwrap().scalars["sasl_password"],
+                want
+            );
         }
     }
 

@@ -74,7 +74,7 @@ impl StandIn {
         let generated = rcgen::generate_simple_self_signed(vec![name.to_string()])
             .map_err(|e| format!("cannot generate a certificate: {e}"))?;
         let cert = generated.cert.der().clone();
-        let info = CertInfo::from_der(&cert);
+        let info = CertInfo::from_der(&cert)?;
         let key = PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
         let config =
             ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

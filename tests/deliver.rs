@@ -215,6 +215,30 @@ fn a_wrong_password_defers_with_the_fix() {
 }
 
 #[test]
+fn a_password_file_opened_to_others_while_running_is_refused_and_the_alert_deferred() {
+    use std::os::unix::fs::PermissionsExt;
+    let relay = Relay::start(&[]);
+    let setup = Setup::new();
+    use_relay(&setup, relay.port, "");
+    let daemon = setup.start();
+    let pw = setup.path("sasl_password");
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    send_alert(&setup);
+    let log = wait_log(&daemon, "status=deferred");
+    assert!(
+        log.contains("readable by group or others (mode 0644), so it is not used; run chmod 600"),
+        "{log}"
+    );
+    assert!(!log.contains(common::RELAY_PASSWORD));
+    assert_eq!(relay.count("auth"), 0, "the password never left the host");
+    assert!(relay.messages().is_empty());
+    // Fixed, it is used at the next attempt.
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(setup.relayctl(&["flush"]).status.success());
+    assert_eq!(relay.wait_messages(1).len(), 1);
+}
+
+#[test]
 fn relay_down_then_up_delivers_exactly_once_after_flush() {
     // A port nothing listens on, that the relay will take later.
     let port = common::free_port();
@@ -396,4 +420,73 @@ fn an_unreachable_relay_costs_one_attempt_per_batch_not_one_per_message() {
         "{log}"
     );
     assert_eq!(setup.queued().len(), 5);
+}
+
+/// A "relay" that greets with `220 ` and then sends one endless line, up
+/// to 800 MB, to every connection; returns its port and a count of the
+/// bytes each connection took before the client hung up.
+fn endless_line_relay() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<usize>>>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let taken = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = taken.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut s = stream.unwrap();
+                let chunk = vec![b'x'; 64 << 10];
+                let mut sent = 0;
+                if s.write_all(b"220 ").is_ok() {
+                    while sent < 800 << 20 && s.write_all(&chunk).is_ok() {
+                        sent += chunk.len();
+                    }
+                }
+                record.lock().unwrap().push(sent);
+            });
+        }
+    });
+    (port, taken)
+}
+
+#[test]
+fn a_relay_that_sends_an_endless_line_is_cut_off_with_the_reason() {
+    let (port, taken) = endless_line_relay();
+    let setup = Setup::new();
+    use_relay(&setup, port, "");
+    send_alert(&setup);
+    let daemon = setup.start();
+    let log = wait_log(&daemon, "status=deferred");
+    assert!(
+        log.contains("unexpected answer at greeting") && log.contains("longer than 4096 bytes"),
+        "{log}"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(peak_kib < 40 * 1024, "the daemon grew to {peak_kib} KiB");
+
+    // relayctl test stops at the same place, at once.
+    let started = Instant::now();
+    let out = setup.relayctl(&["test", "--no-send"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(69), "{said}");
+    assert!(
+        said.contains("✗ TLS") && said.contains("longer than 4096 bytes"),
+        "{said}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Each connection was dropped long before the 800 MB: what it wrote
+    // is what the socket buffers held.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while taken.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let taken = taken.lock().unwrap().clone();
+    assert!(taken.len() >= 2, "{taken:?}");
+    assert!(taken.iter().all(|&n| n < 64 << 20), "{taken:?}");
 }

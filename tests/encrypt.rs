@@ -427,3 +427,64 @@ fn hostile_input_is_encrypted_and_decrypts() {
         }
     }
 }
+
+/// The value of an outer header field, unfolded.
+fn outer_field(message: &[u8], name: &str) -> String {
+    let text = String::from_utf8_lossy(message);
+    let head = text.split("\r\n\r\n").next().unwrap().replace("\r\n ", " ");
+    head.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} in {head}"))
+        .to_string()
+}
+
+#[test]
+fn message_ids_and_boundaries_are_random_and_say_nothing_of_the_host() {
+    let setup = Setup::new();
+    let _daemon = setup.start();
+    for _ in 0..2 {
+        let out = setup.sendmail(&["root"], OSSEC);
+        assert!(out.status.success());
+    }
+    let queued = setup.wait_queued(2);
+    assert_eq!(queued.len(), 2);
+    let mut locals = Vec::new();
+    let mut boundaries = Vec::new();
+    for e in &queued {
+        let id = outer_field(&e.payload, "Message-ID");
+        let local = id
+            .trim_matches(['<', '>'])
+            .split_once('@')
+            .map(|(l, d)| {
+                assert_eq!(d, "example.net");
+                l.to_string()
+            })
+            .unwrap();
+        let boundary = outer_field(&e.payload, "Content-Type")
+            .split("boundary=\"")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('"')
+            .to_string();
+        // Not the queue id, nor its time or pid (its 5-digit counter
+        // could turn up in 32 random hex digits by chance).
+        for part in [e.id.as_str(), &e.id.as_str()[..13], &e.id.as_str()[13..19]] {
+            assert!(!local.to_uppercase().contains(part), "{local} holds {part}");
+            assert!(
+                !boundary.to_uppercase().contains(part),
+                "{boundary} holds {part}"
+            );
+        }
+        assert!(local.len() >= 32, "{local}");
+        locals.push(local);
+        boundaries.push(boundary);
+    }
+    // Two messages: nothing in common but the form.
+    let common_prefix =
+        |a: &str, b: &str| a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    assert!(common_prefix(&locals[0], &locals[1]) < 4, "{locals:?}");
+    assert!(
+        common_prefix(&boundaries[0][2..], &boundaries[1][2..]) < 4,
+        "{boundaries:?}"
+    );
+}

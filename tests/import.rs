@@ -236,12 +236,158 @@ fn missing_or_bad_variables_are_named_and_nothing_is_written() {
 }
 
 #[test]
-fn a_key_whose_fingerprint_differs_fails_the_check_after_import() {
+fn a_key_whose_fingerprint_differs_is_refused_before_anything_is_written() {
     let sd = securedrop_dir(2525, "");
-    // SecureDrop's variables name the journalist key's fingerprint for the OSSEC key.
+    // The file holds the journalist's key, not the one ossec_gpg_fpr names.
     std::fs::copy(key_path("journalist.asc"), sd.path().join("ossec.pub")).unwrap();
     let out = tempfile::tempdir().unwrap();
     let (code, text) = import(sd.path(), out.path(), &[]);
-    assert_eq!(code, 78, "{text}");
-    assert!(text.contains("recipients[0].fingerprint"), "{text}");
+    assert_eq!(code, 65, "{text}");
+    assert!(
+        text.contains(&format!(
+            "ossec_alert_gpg_public_key: {} holds the key {}, but ossec_gpg_fpr is {}",
+            sd.path().join("ossec.pub").display(),
+            common::fingerprint("journalist"),
+            common::fingerprint("alerts")
+        )),
+        "{text}"
+    );
+    assert!(files(out.path()).is_empty());
+}
+
+#[test]
+fn a_file_that_is_no_key_is_never_copied() {
+    // What `ossec_alert_gpg_public_key: /etc/shadow` did: a copy of any
+    // file root can read. Here a stand-in secret, mode 0600.
+    let sd = securedrop_dir(2525, "");
+    let secret = sd.path().join("shadow");
+    std::fs::write(&secret, "root:$6$MARKER-SHADOW-HASH:19000:0:99999:7:::\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let vars = std::fs::read_to_string(sd.path().join("site-specific")).unwrap();
+    std::fs::write(
+        sd.path().join("site-specific"),
+        vars.replace(
+            "ossec_alert_gpg_public_key: ossec.pub",
+            &format!("ossec_alert_gpg_public_key: {}", secret.display()),
+        ),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 65, "{text}");
+    assert!(text.contains("is not an OpenPGP public key"), "{text}");
+    assert!(!text.contains("MARKER-SHADOW"), "{text}");
+    assert!(files(out.path()).is_empty(), "nothing written");
+}
+
+#[test]
+fn the_imported_key_is_the_public_key_alone() {
+    // A file with the secret key too: only the public key is copied.
+    let sd = securedrop_dir(2525, "");
+    std::fs::copy(key_path("alerts.sec.asc"), sd.path().join("ossec.pub")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    let copied = std::fs::read(out.path().join("ossec.pub")).unwrap();
+    let gpg = common::Gpg::with_keys(&[]);
+    let listed = gpg.run(&["--show-keys", "--with-colons"], &copied);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains(&common::fingerprint("alerts")), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("pub:")), "{listed}");
+    assert!(
+        !listed
+            .lines()
+            .any(|l| l.starts_with("sec:") || l.starts_with("ssb:")),
+        "{listed}"
+    );
+}
+
+#[test]
+fn imported_as_root_the_daemons_user_can_read_what_it_needs() {
+    use common::users::{self, User, as_user, own};
+    let Some([daemon, _, _]) = users::ensure("import as root") else {
+        return;
+    };
+    let root = User::by_name("root").unwrap();
+    // The package's layout: /etc/alert-relay is root:alert-relay 0750.
+    let base = tempfile::tempdir().unwrap();
+    own(base.path(), &root, 0, 0o755);
+    let etc = base.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    own(&etc, &root, daemon.gid, 0o750);
+    let sd = securedrop_dir(2525, "");
+    let (code, text) = import(sd.path(), &etc, &[]);
+    assert_eq!(code, 0, "{text}");
+
+    use std::os::unix::fs::MetadataExt;
+    let meta = |name: &str| {
+        let m = std::fs::metadata(etc.join(name)).unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o777)
+    };
+    assert_eq!(meta("relay.toml"), (0, daemon.gid, 0o640));
+    assert_eq!(meta("sasl_password"), (daemon.uid, daemon.gid, 0o600));
+    // As the daemon's user, the config checks.
+    let out = Command::new("setpriv")
+        .args(as_user(&daemon))
+        .arg(common::RELAYCTL)
+        .arg("--config")
+        .arg(etc.join("relay.toml"))
+        .arg("check")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // relayctl test, as root, looks through the eyes of the spool's owner.
+    let spool = base.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    own(&spool, &daemon, daemon.gid, 0o710);
+    let config = etc.join("relay.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\n[queue]\ndir = \"{}\"\n", spool.display()),
+    )
+    .unwrap();
+    let (_, said) = relayctl(&config, &["test", "--no-send"]);
+    assert!(
+        said.contains(
+            "✓ daemon user: alert-relay can read the config, the keys and the secrets, and write the spool"
+        ),
+        "{said}"
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, said) = relayctl(&config, &["test", "--no-send"]);
+    assert_ne!(code, 0);
+    assert!(
+        said.contains("✗ daemon user: alert-relayd runs as alert-relay, which cannot use what it needs: the config:")
+            && said.contains("mode 0600) keeps alert-relay out; let its group read it: chgrp alert-relay"),
+        "{said}"
+    );
+}
+
+#[test]
+fn the_example_config_the_package_ships_is_replaced_without_force() {
+    let sd = securedrop_dir(2525, "");
+    let out = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/relay.toml");
+    std::fs::copy(&shipped, out.path().join("relay.toml")).unwrap();
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    let written = std::fs::read_to_string(out.path().join("relay.toml")).unwrap();
+    assert!(written.contains("import-securedrop"), "{written}");
+    // An admin's edit of it is theirs: kept without --force.
+    let edited = std::fs::read_to_string(&shipped).unwrap() + "\n# mine\n";
+    std::fs::write(out.path().join("relay.toml"), &edited).unwrap();
+    std::fs::remove_file(out.path().join("sasl_password")).unwrap();
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 73, "{text}");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("relay.toml")).unwrap(),
+        edited
+    );
 }

@@ -219,6 +219,12 @@ fn sendmail_reads_the_message_only_after_giving_up_the_spool_group_for_good() {
         [inst.alice.gid, group],
         "the writer keeps the group: {parent_gids:?}"
     );
+    // The child drops the group right after the fork, before it reads
+    // anything; give it that moment.
+    let settled = Instant::now() + Duration::from_secs(5);
+    while gids(child) != vec![inst.alice.gid; 4] && Instant::now() < settled {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(
         gids(child),
         vec![inst.alice.gid; 4],

@@ -392,6 +392,33 @@ fn test_with_a_wrong_password_fails_at_auth() {
     assert!(!text.contains(common::RELAY_PASSWORD));
 }
 
+#[test]
+fn test_with_a_password_file_others_can_read_fails_and_sends_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let relay = Relay::start(&[]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    std::fs::set_permissions(
+        setup.path("sasl_password"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (code, text) = test_against(&setup, &[]);
+    assert_eq!(code, 69, "{text}");
+    assert!(
+        text.contains("✗ password:") && text.contains("mode 0644"),
+        "{text}"
+    );
+    assert!(
+        text.contains("✗ AUTH: cannot read the SASL password:")
+            && text.contains("so it is not used"),
+        "{text}"
+    );
+    assert!(!text.contains("✓ DATA"), "{text}");
+    assert_eq!(relay.count("auth"), 0, "the password never left the host");
+    assert!(relay.messages().is_empty());
+}
+
 /// `relayctl test --json`: one object on stdout, parsed as JSON.
 fn test_json(setup: &Setup, args: &[&str]) -> (i32, serde_json::Value) {
     let mut all = vec!["test", "--json"];

@@ -8,7 +8,6 @@ use std::time::SystemTime;
 use alert_relay::config::{KeyFailurePolicy, Mailbox, MessageFormat, SubjectPolicy};
 use alert_relay::encrypt::{RecipientKey, Sealer};
 use alert_relay::route::{Address, Recipient};
-use alert_relay::spool::QueueId;
 use libfuzzer_sys::fuzz_target;
 use sequoia_openpgp::Cert;
 use sequoia_openpgp::parse::Parse;
@@ -42,7 +41,6 @@ fn fixture() -> &'static Fixture {
             subject,
             on_key_failure: KeyFailurePolicy::Hold,
             sender: sender.clone(),
-            hostname: "mon.example.org".into(),
         })
         .collect();
         Fixture { key, sealers }
@@ -51,10 +49,9 @@ fn fixture() -> &'static Fixture {
 
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
-    let id = QueueId::generate();
     let sealer = &f.sealers[data.first().map_or(0, |b| *b as usize % f.sealers.len())];
     let sealed = sealer
-        .seal(data, &f.key, &id, SystemTime::now())
+        .outgoing(data, &f.key, SystemTime::now())
         .expect("a valid key encrypts");
     // Nothing of the input may appear in the clear outer header.
     let head_end = sealed

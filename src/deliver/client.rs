@@ -15,8 +15,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use zeroize::Zeroizing;
 
+pub use super::reply::Reply;
+use super::reply::{Capabilities, ReplyParser};
 use super::tls::{CertInfo, Tls};
 use crate::config::TlsMode;
 
@@ -58,29 +61,6 @@ impl fmt::Display for Stage {
             Stage::DataEnd => "end of DATA",
             Stage::Rset => "RSET",
         })
-    }
-}
-
-/// A reply from the relay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    pub fn is_positive(&self) -> bool {
-        (200..400).contains(&self.code)
-    }
-
-    pub fn is_permanent(&self) -> bool {
-        self.code >= 500
-    }
-}
-
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.code, self.lines.join(" "))
     }
 }
 
@@ -310,10 +290,7 @@ impl PasswordSource {
                 }
             },
         };
-        let text = Zeroizing::new(
-            std::fs::read_to_string(&path)
-                .map_err(|e| DeliverError::Password(format!("{}: {e}", path.display())))?,
-        );
+        let text = Zeroizing::new(read_private(&path).map_err(DeliverError::Password)?);
         // One line; a trailing newline from `echo pw > file` is not part of it.
         let password = Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
         if password.is_empty() {
@@ -326,13 +303,42 @@ impl PasswordSource {
     }
 }
 
+/// Reads a secret file, refusing one that group or others can read, as
+/// `relayctl check` does: at every login, so that a mode changed while the
+/// daemon runs is refused too (the message is deferred with this reason).
+fn read_private(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by group or others (mode {mode:04o}), so it is not used; \
+             run chmod 600 {}",
+            path.display(),
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    file.take(64 << 10)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text)
+}
+
 /// An open, verified, authenticated connection to the relay.
 pub struct Connection {
     conn: Conn<Box<dyn Stream>>,
     /// "TLSv1.3" or "TLSv1.2", for the logs.
     pub tls_version: &'static str,
-    /// The extensions the relay announced in EHLO over TLS.
-    extensions: Vec<String>,
+    /// What the relay announced in EHLO over TLS.
+    capabilities: Capabilities,
 }
 
 /// The command/reply layer over any stream (plain before STARTTLS, TLS after).
@@ -370,20 +376,11 @@ impl Connection {
                 )
             }
         };
-        let extensions = conn.ehlo(s).await?;
+        let capabilities = conn.ehlo(s).await?;
         Ok(Connection {
             conn,
             tls_version,
-            extensions,
-        })
-    }
-
-    /// Whether the relay announced `keyword` (e.g. "PIPELINING").
-    fn offers(&self, keyword: &str) -> bool {
-        self.extensions.iter().any(|e| {
-            e.split_whitespace()
-                .next()
-                .is_some_and(|k| k.eq_ignore_ascii_case(keyword))
+            capabilities,
         })
     }
 
@@ -393,7 +390,7 @@ impl Connection {
             return Ok(());
         };
         self.conn
-            .auth(identity, &s.password, &self.extensions)
+            .auth(identity, &s.password, &self.capabilities)
             .await
     }
 
@@ -464,7 +461,7 @@ impl Connection {
             (Stage::Rcpt, format!("RCPT TO:<{to}>"), 250),
             (Stage::Data, "DATA".to_string(), 354),
         ]);
-        let pipelining = self.offers("PIPELINING");
+        let pipelining = self.capabilities.offers("PIPELINING");
         let c = &mut self.conn;
         if pipelining {
             let batch: String = commands
@@ -553,40 +550,56 @@ impl<S: Stream> Conn<S> {
         }
     }
 
+    /// One reply, within `timeout` for the whole of it, and within the
+    /// sizes of [`super::reply`]: a relay that sends an endless line, or
+    /// drips a long reply, is cut off with the reason.
     async fn read_reply(&mut self, stage: Stage) -> Result<Reply, DeliverError> {
-        let mut lines = Vec::new();
+        let deadline = Instant::now() + self.timeout;
+        let mut parser = ReplyParser::default();
+        let mut line = Vec::with_capacity(128);
         loop {
-            let mut line = String::new();
-            let read = tokio::time::timeout(self.timeout, self.io.read_line(&mut line))
+            line.clear();
+            self.read_line(stage, deadline, &mut line).await?;
+            match parser.line(&line) {
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => {}
+                Err(why) => return Err(DeliverError::Protocol { stage, line: why }),
+            }
+        }
+    }
+
+    /// Reads up to and including the next LF into `line`, but never more
+    /// than [`super::reply::MAX_LINE`] bytes (plus one, so the parser can
+    /// say the line was too long).
+    async fn read_line(
+        &mut self,
+        stage: Stage,
+        deadline: Instant,
+        line: &mut Vec<u8>,
+    ) -> Result<(), DeliverError> {
+        loop {
+            let available = tokio::time::timeout_at(deadline, self.io.fill_buf())
                 .await
                 .map_err(|_| DeliverError::Timeout(stage))?
                 .map_err(|e| DeliverError::Io {
                     stage,
                     error: e.to_string(),
                 })?;
-            if read == 0 {
+            if available.is_empty() {
                 return Err(DeliverError::Io {
                     stage,
                     error: "the relay closed the connection".into(),
                 });
             }
-            let line = line.trim_end_matches(['\r', '\n']);
-            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok());
-            let (Some(code), sep) = (code, line.as_bytes().get(3).copied()) else {
-                return Err(DeliverError::Protocol {
-                    stage,
-                    line: line.chars().take(200).collect(),
-                });
+            let room = super::reply::MAX_LINE + 1 - line.len();
+            let (take, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(pos) if pos < room => (pos + 1, true),
+                _ => (available.len().min(room), false),
             };
-            lines.push(line.get(4..).unwrap_or("").to_string());
-            if lines.len() > 100 {
-                return Err(DeliverError::Protocol {
-                    stage,
-                    line: "reply longer than 100 lines".into(),
-                });
-            }
-            if sep != Some(b'-') {
-                return Ok(Reply { code, lines });
+            line.extend_from_slice(&available[..take]);
+            self.io.consume(take);
+            if done || line.len() > super::reply::MAX_LINE {
+                return Ok(());
             }
         }
     }
@@ -634,29 +647,21 @@ impl<S: Stream> Conn<S> {
         }
     }
 
-    /// EHLO; returns the extension lines.
-    async fn ehlo(&mut self, s: &Settings) -> Result<Vec<String>, DeliverError> {
+    /// EHLO; returns what the relay announced.
+    async fn ehlo(&mut self, s: &Settings) -> Result<Capabilities, DeliverError> {
         let reply = self
             .command_expect(Stage::Ehlo, &format!("EHLO {}", s.helo), 250)
             .await?;
-        Ok(reply.lines.into_iter().skip(1).collect())
+        Ok(Capabilities::from_ehlo(&reply))
     }
 
     async fn auth(
         &mut self,
         identity: &str,
         password: &PasswordSource,
-        caps: &[String],
+        caps: &Capabilities,
     ) -> Result<(), DeliverError> {
-        let offered: Vec<String> = caps
-            .iter()
-            .filter_map(|c| {
-                let (kw, rest) = c.split_once([' ', '='])?;
-                kw.eq_ignore_ascii_case("AUTH")
-                    .then(|| rest.to_ascii_uppercase())
-            })
-            .flat_map(|m| m.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-            .collect();
+        let offered = caps.auth_mechanisms();
         let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
         let password = password.read()?;
         let reply = if offered.iter().any(|m| m == "PLAIN") {
@@ -699,7 +704,7 @@ async fn starttls(s: &Settings, tcp: TcpStream) -> Result<TcpStream, DeliverErro
     let mut plain = Conn::new(tcp, s.timeout);
     plain.expect_code(Stage::Greeting, 220).await?;
     let caps = plain.ehlo(s).await?;
-    if !caps.iter().any(|c| c.eq_ignore_ascii_case("STARTTLS")) {
+    if !caps.offers("STARTTLS") {
         let _ = plain.command(Stage::Rset, "QUIT").await;
         return Err(DeliverError::NoStartTls);
     }

@@ -1,5 +1,6 @@
 //! Deliver: the queue runner ([`runner`]) and the relay client
 //! ([`client`], [`tls`]).
 pub mod client;
+pub mod reply;
 pub mod runner;
 pub mod tls;

@@ -48,25 +48,29 @@ pub struct CertInfo {
 }
 
 impl CertInfo {
-    pub fn from_der(der: &[u8]) -> CertInfo {
+    /// The certificate's digests, names and expiry; an error when it is
+    /// not a certificate (no SPKI pin could be computed, and an all-zero
+    /// one must never stand in for it).
+    pub fn from_der(der: &[u8]) -> Result<CertInfo, String> {
         let sha1: [u8; 20] = sha1::Sha1::digest(der).into();
         let sha256: [u8; 32] = sha2::Sha256::digest(der).into();
-        let parsed = x509_cert::Certificate::from_der(der).ok();
-        let tbs = parsed.as_ref().map(|c| &c.tbs_certificate);
-        let spki_sha256 = tbs
-            .and_then(|t| t.subject_public_key_info.to_der().ok())
-            .map(|spki| sha2::Sha256::digest(spki).into())
-            .unwrap_or([0; 32]);
-        CertInfo {
+        let parsed = x509_cert::Certificate::from_der(der)
+            .map_err(|e| format!("the relay's certificate cannot be parsed ({e})"))?;
+        let tbs = &parsed.tbs_certificate;
+        let spki = tbs
+            .subject_public_key_info
+            .to_der()
+            .map_err(|e| format!("the relay's certificate has no usable public key ({e})"))?;
+        Ok(CertInfo {
             sha1,
             sha256,
-            spki_sha256,
-            subject: tbs.map(|t| t.subject.to_string()).unwrap_or_default(),
-            issuer: tbs.map(|t| t.issuer.to_string()).unwrap_or_default(),
-            not_after: tbs.map(|t| {
-                SystemTime::UNIX_EPOCH + t.validity.not_after.to_date_time().unix_duration()
-            }),
-        }
+            spki_sha256: sha2::Sha256::digest(spki).into(),
+            subject: tbs.subject.to_string(),
+            issuer: tbs.issuer.to_string(),
+            not_after: Some(
+                SystemTime::UNIX_EPOCH + tbs.validity.not_after.to_date_time().unix_duration(),
+            ),
+        })
     }
 
     /// The three pins this certificate satisfies.
@@ -134,7 +138,8 @@ impl ServerCertVerifier for Verifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let info = CertInfo::from_der(end_entity);
+        let info = CertInfo::from_der(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         let matched = match &self.check {
             Check::Pins(pins) => info.matches(pins),
             Check::Ca(_) => false,
@@ -340,9 +345,9 @@ mod tests {
 
     #[test]
     fn pins_of_a_certificate_and_its_renewal() {
-        let relay = CertInfo::from_der(&cert("relay.pem"));
-        let renewed = CertInfo::from_der(&cert("relay-renewed.pem"));
-        let rotated = CertInfo::from_der(&cert("relay2.pem"));
+        let relay = CertInfo::from_der(&cert("relay.pem")).unwrap();
+        let renewed = CertInfo::from_der(&cert("relay-renewed.pem")).unwrap();
+        let rotated = CertInfo::from_der(&cert("relay2.pem")).unwrap();
         assert_ne!(relay.sha256, renewed.sha256);
         assert_eq!(
             relay.spki_sha256, renewed.spki_sha256,
@@ -356,6 +361,13 @@ mod tests {
         let line = relay.config_line();
         assert!(line.starts_with("fingerprints = [\""), "{line}");
         assert!(line.contains("sha256-spki:"), "{line}");
+    }
+
+    #[test]
+    fn what_is_not_a_certificate_is_an_error_not_a_zero_pin() {
+        let e = CertInfo::from_der(b"\x30\x03garbage").unwrap_err();
+        assert!(e.contains("cannot be parsed"), "{e}");
+        assert!(CertInfo::from_der(&[]).is_err());
     }
 
     #[test]

@@ -146,6 +146,17 @@ pub fn read_cert(path: &Path) -> Result<Cert, KeyError> {
     }
 }
 
+/// The public key alone, ASCII-armored: what is copied when a key is
+/// imported (never a secret key a file might also hold).
+pub fn armored_public(cert: &Cert) -> Result<Vec<u8>, String> {
+    use openpgp::serialize::SerializeInto;
+    cert.clone()
+        .strip_secret_key_material()
+        .armored()
+        .to_vec()
+        .map_err(|e| format!("cannot write the key: {e}"))
+}
+
 /// The fingerprint in `[[recipients]].fingerprint` form.
 pub fn fingerprint(cert: &Cert) -> String {
     cert.fingerprint().to_hex()
