@@ -65,7 +65,9 @@ pub enum Command {
     /// Walks the whole path and names the fix for the first failing step.
     ///
     /// Steps: config, each key (expiry; a warning within 30 days), the
-    /// password file, DNS, TCP, TLS and the certificate (on a mismatch,
+    /// password file, (run as root) whether the spool's owner can read the
+    /// config, keys and secrets and write the spool, DNS, TCP, TLS and the
+    /// certificate (on a mismatch,
     /// the presented pins ready to paste), AUTH, MAIL/RCPT, then DATA of
     /// an encrypted test alert with the relay's reply. The config, key and
     /// password steps always run; the network steps stop at the first
@@ -129,10 +131,12 @@ pub enum Command {
   relayctl check
   relayctl --config ./relay.toml check")]
     Check,
-    /// Lists queued, deferred, held and failed messages.
+    /// Lists queued, deferred, held, failed and corrupt messages.
     ///
     /// Id, state, size, arrival, attempts, next try, recipient and last
-    /// error. Works with the daemon running or stopped.
+    /// error (for a file set aside in corrupt/, why). A file it cannot
+    /// read is listed as unreadable, never skipped. Works with the daemon
+    /// running or stopped.
     #[command(after_help = "Examples:
   relayctl queue
   relayctl queue --json | jq -r '.[] | select(.state == \"held\") | .id'")]

@@ -374,3 +374,33 @@ fn the_daemon_cannot_be_dumped_or_traced_by_its_own_user() {
     assert_eq!(status.uid(), 0, "alert-relayd is dumpable");
     assert_eq!(gids(pid)[0], inst.daemon_user.gid);
 }
+
+#[test]
+fn mailq_as_an_ordinary_user_says_what_to_do() {
+    let Some(inst) = Installed::new("mailq as a user") else {
+        return;
+    };
+    drop(inst.start_daemon());
+    // The setgid copy, and a plain one (a build without the install step).
+    let plain = inst.setup.path("sendmail-plain");
+    std::fs::copy(common::SENDMAIL, &plain).unwrap();
+    own(&plain, &User::by_name("root").unwrap(), 0, 0o755);
+    for (exe, want) in [
+        (
+            &inst.sendmail,
+            "readable by root and the daemon's user only: run `sudo mailq`",
+        ),
+        (&plain, "it must be installed setgid to that group"),
+    ] {
+        let out = Command::new("setpriv")
+            .args(as_user(&inst.alice))
+            .arg(exe)
+            .args(["-bp", "-C"])
+            .arg(inst.setup.config_path())
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(77), "{said}");
+        assert!(said.contains(want), "{said}");
+    }
+}

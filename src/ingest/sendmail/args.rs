@@ -42,7 +42,8 @@ Every recipient must resolve through relay.toml's [aliases] to a configured
   -i, -oi     accepted; a lone \".\" never ends the message anyway
   -f, -r ADDR envelope sender
   -F NAME     full name for a From field the message lacks
-  -C PATH     config file (also --config; drops the setgid privilege)
+  -C PATH     config file (also --config); unless root controls it and
+              its directories, the setgid privilege is dropped first
   -v          print the queue ids
   -bm         read a message and queue it (the default)
   -bs         SMTP on standard input and output

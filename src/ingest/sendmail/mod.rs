@@ -223,18 +223,37 @@ fn run_inner(program: &str, argv: &[String]) -> Result<(), Failure> {
     }
     let mut path = crate::config::resolve_path(args.config.clone());
     if crate::os::is_privileged() {
-        // A config someone else than root controls, or a listing (the
-        // group cannot read queue/ anyway): nothing here needs the group.
+        // A config someone else than root controls: nothing of it may be
+        // read with the group.
         match root_controls(&path) {
-            Ok(resolved) if args.mode != Mode::ListQueue => path = resolved,
-            _ => drop_privileges()?,
+            Ok(resolved) => path = resolved,
+            Err(_) => drop_privileges()?,
         }
+    }
+    if let Err(e) = std::fs::File::open(&path)
+        && e.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        return Err(Failure::new(
+            sysexits::NOPERM,
+            format!(
+                "cannot read {}: {e}. sendmail reads it with the spool's group, so it must be \
+                 installed setgid to that group (the package does it: dpkg-statoverride --list \
+                 /usr/sbin/sendmail shows root alert-relay 2755); or run it as root",
+                path.display()
+            ),
+        ));
     }
     let config = crate::config::Config::load(&path)
         .map_err(|e| Failure::new(sysexits::CONFIG, e.to_string()))?;
     match args.mode {
         Mode::NewAliases | Mode::Help => Ok(()),
-        Mode::ListQueue => list_queue(&config),
+        // The group cannot read queue/ anyway: list without it.
+        Mode::ListQueue => {
+            if crate::os::is_privileged() {
+                drop_privileges()?;
+            }
+            list_queue(&config)
+        }
         // A datagram to the daemon's socket, which only the group may write.
         Mode::Flush => {
             crate::spool::Spool::at(&config.queue.dir).wake();
