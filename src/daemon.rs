@@ -386,6 +386,10 @@ fn notify(state: &str) {
 /// The STATUS= line: what `systemctl status alert-relay` shows.
 fn status(spool: &Spool) -> String {
     match spool.counts() {
+        Ok(c) if c.corrupt > 0 => format!(
+            "{} queued, {} held, {} failed, {} corrupt (relayctl queue says why)",
+            c.queued, c.held, c.failed, c.corrupt
+        ),
         Ok(c) => format!("{} queued, {} held, {} failed", c.queued, c.held, c.failed),
         Err(e) => format!("cannot read the spool: {e}"),
     }

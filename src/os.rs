@@ -64,6 +64,15 @@ pub fn forbid_core_dumps() {
     }
 }
 
+/// Makes writes to a closed pipe or socket fail with EPIPE instead of
+/// killing the process (the default SIGPIPE).
+pub fn ignore_sigpipe() {
+    // SAFETY: sets one signal's disposition; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 /// The result of [`fork`], as seen by each process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forked {

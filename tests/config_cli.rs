@@ -68,6 +68,11 @@ const BAD: &[(&str, &str, &str)] = &[
         "root = \"someone@gmail.com\"",
         "aliases.root: someone@gmail.com is not a configured recipient or alias",
     ),
+    (
+        "hostname = ",
+        "max_in_flight = \"1MiB\"\nhostname = ",
+        "listen.max_in_flight: 1048576 is less than listen.max_message_size (10485760)",
+    ),
 ];
 
 #[test]

@@ -150,3 +150,29 @@ fn a_listen_fds_that_is_no_number_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn status_counts_what_was_set_aside_in_corrupt() {
+    let setup = Setup::new();
+    // A first start lays the spool out; then a file that is no entry
+    // lands in incoming/, as anything with the spool's group could write.
+    drop(setup.start());
+    std::fs::write(setup.spool().join("incoming/forged.msg"), b"not an entry").unwrap();
+    let path = setup.path("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut cmd = Command::new(DAEMON);
+    cmd.arg("--config")
+        .arg(setup.config_path())
+        .env("NOTIFY_SOCKET", &path);
+    let _daemon = common::Daemon::start_command(cmd, &setup.path("daemon.log"));
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("a notification");
+    let message = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        message.contains("STATUS=0 queued, 0 held, 0 failed, 1 corrupt (relayctl queue says why)"),
+        "{message}"
+    );
+}

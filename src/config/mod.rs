@@ -352,9 +352,6 @@ impl Config {
                 ),
             );
         }
-        if self.listen.idle_timeout.0.is_zero() {
-            bad("listen.idle_timeout", "must be longer than 0s".into());
-        }
         if self.queue.retry.is_empty() {
             bad(
                 "queue.retry",

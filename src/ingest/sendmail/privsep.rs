@@ -137,6 +137,9 @@ pub fn split(spool: Spool, ctx: &crate::ingest::Context) -> Result<Dropbox, Fail
         }
         Forked::Parent { child } => {
             drop(child_end);
+            // A child that dies mid-answer must not take the parent with
+            // it: the parent waits for it and reports how it ended.
+            os::ignore_sigpipe();
             serve(&spool, parent_end, limits);
             let code = match os::wait_child(child) {
                 Ok(Some(code)) => u8::try_from(code).unwrap_or(sysexits::SOFTWARE),
