@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use alert_relay::config::{Config, MessageFormat};
+use alert_relay::context::Context;
 use alert_relay::daemon::Daemon;
 use alert_relay::encrypt::{Keyring, Sealer};
-use alert_relay::ingest::Context;
 
 fn keys_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys").to_string()

@@ -41,6 +41,29 @@ pub fn queue_table(rows: &[Listing]) -> String {
     out
 }
 
+/// `mailq`, `sendmail -bp`: the queue, for root and the spool's owner.
+pub fn mailq(config: &Config) -> Result<(), crate::sysexits::Failure> {
+    match crate::spool::Spool::at(&config.queue.dir).list() {
+        Ok(rows) => {
+            print!("{}", queue_table(&rows));
+            Ok(())
+        }
+        Err(crate::spool::SpoolError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Err(crate::sysexits::Failure::new(
+                crate::sysexits::NOPERM,
+                format!(
+                    "the queue in {} is readable by root and the daemon's user only: \
+                     run `sudo mailq` (or `sudo relayctl queue`)",
+                    config.queue.dir.display()
+                ),
+            ))
+        }
+        Err(e) => Err(crate::sysexits::Failure::new(e.exit_code(), e.to_string())),
+    }
+}
+
 /// One queue row as `relayctl queue --json` prints it.
 #[derive(serde::Serialize)]
 struct JsonRow<'a> {
@@ -234,7 +257,7 @@ impl std::fmt::Display for ReleaseError {
 pub fn release(config: Config, id: &crate::spool::QueueId) -> Result<String, ReleaseError> {
     use crate::route::{Address, Recipient};
     use crate::spool::{Entry, Kind, Spool};
-    let ctx = crate::ingest::Context::new(config).map_err(ReleaseError::Config)?;
+    let ctx = crate::context::Context::new(config).map_err(ReleaseError::Config)?;
     let spool = Spool::at(&ctx.config.queue.dir);
     let held = spool.read_held(id).map_err(ReleaseError::Spool)?;
     let recipient = Address::parse(&held.recipient)

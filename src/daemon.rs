@@ -23,10 +23,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::{Config, ConfigError, Listen};
-use crate::deliver::runner::Arrivals;
+use crate::context::Context;
 use crate::encrypt::HoldKey;
-use crate::ingest::Context;
 use crate::ingest::smtp::{self, Sink};
+use crate::spool::Arrivals;
 use crate::spool::{Spool, SpoolError};
 use crate::sysexits;
 
@@ -469,7 +469,9 @@ async fn pickup_once(spool: &Spool, ctx: &Arc<Context>, arrivals: &Arrivals) {
     // A submission is at most one message, encrypted (about 1.4 times
     // its size), with its header: twice the size limit is ample.
     let max_bytes = ctx.config.listen.max_message_size.0.saturating_mul(2) + (64 << 10);
-    let picked = tokio::task::spawn_blocking(move || s.pickup(max_bytes, |e| ctx.admit(e))).await;
+    let picked =
+        tokio::task::spawn_blocking(move || s.pickup(max_bytes, |e| crate::ingest::admit(&ctx, e)))
+            .await;
     match picked {
         Ok(Ok(entries)) => {
             crate::ingest::log_stored(&entries, "sendmail");

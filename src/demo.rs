@@ -158,7 +158,7 @@ pub fn run() -> Result<(), String> {
             relay.addr
         );
 
-        let ctx = crate::ingest::Context::new(config.clone()).map_err(|e| e.to_string())?;
+        let ctx = crate::context::Context::new(config.clone()).map_err(|e| e.to_string())?;
         let daemon = Daemon::start(&config_path, ctx)
             .await
             .map_err(|e| e.to_string())?;
@@ -179,7 +179,7 @@ pub fn run() -> Result<(), String> {
         let args = sendmail::parse_args("sendmail", &["-oi".into(), "root".into()])
             .map_err(|e| e.to_string())?;
         // The demo's sendmail runs as its user: no privilege to split.
-        let submitter = crate::ingest::Context::new(config.clone()).map_err(|e| e.to_string())?;
+        let submitter = crate::context::Context::new(config.clone()).map_err(|e| e.to_string())?;
         let dropbox = sendmail::Dropbox::Direct(
             Spool::open_submitter(&config.queue.dir).map_err(|e| e.to_string())?,
         );

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
+use crate::context::Context;
 use crate::deliver::client::{self, Connection, Settings};
 use crate::encrypt::keys;
-use crate::ingest::Context;
 
 /// What to check and where to send the test alert.
 pub struct Options<'a> {

@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod control;
 pub mod daemon;
 pub mod deliver;

@@ -14,3 +14,19 @@ pub const IOERR: u8 = 74;
 pub const TEMPFAIL: u8 = 75;
 pub const NOPERM: u8 = 77;
 pub const CONFIG: u8 = 78;
+
+/// Why a command failed, with the exit code it maps to and what to say.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}

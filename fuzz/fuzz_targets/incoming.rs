@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 
 use alert_relay::config::Config;
-use alert_relay::ingest::Context;
+use alert_relay::context::Context;
 use alert_relay::spool::{Entry, Kind};
 use libfuzzer_sys::fuzz_target;
 
@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let kind = entry.kind;
-    if let Ok(stored) = context().admit(entry) {
+    if let Ok(stored) = alert_relay::ingest::admit(context(), entry) {
         assert_eq!(stored.recipient, "alerts@example.org");
         assert!(matches!(kind, Kind::Sealed | Kind::Notice | Kind::Held | Kind::HeldSealed));
         assert!(matches!(stored.kind, Kind::Outgoing | Kind::Held | Kind::HeldSealed));

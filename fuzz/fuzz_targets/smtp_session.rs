@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use alert_relay::config::Config;
-use alert_relay::ingest::Context;
+use alert_relay::context::Context;
 use alert_relay::ingest::session::{Session, Step};
 use libfuzzer_sys::fuzz_target;
 

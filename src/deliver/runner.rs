@@ -25,15 +25,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::client::{Connection, DeliverError, Reply, Settings};
-use crate::ingest::Context;
-use crate::spool::{Entry, Kind, Pending, QueueId, Spool, State};
+use crate::context::Context;
+use crate::spool::{Arrivals, Entry, Pending, QueueId, Spool, State};
 
 /// How long an idle connection to the relay is kept for more mail.
 pub const KEEPALIVE: Duration = Duration::from_secs(5);
@@ -49,82 +48,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// How often the in-memory index is checked against `queue/` even when
 /// nothing asked for it (an entry whose removal failed, an admin's edit).
 const RESCAN_EVERY: Duration = Duration::from_secs(60);
-
-/// What the runner has to look at: entries queued since it last looked,
-/// or a request to re-read all of `queue/` (a flush, a release, mail that
-/// sendmail left).
-///
-/// New entries come with their contents while [`CACHE_BYTES`] allows, so
-/// the runner sends what the daemon has just written without reading it
-/// back: one blocking hand-off and five system calls less per alert, on
-/// the path where the queue otherwise backs up behind concurrent clients.
-/// The file stays the truth: it is durable before the entry arrives here,
-/// and whatever is not cached is read from it.
-#[derive(Debug, Default)]
-pub struct Arrivals {
-    queued: Mutex<Vec<Arrived>>,
-    /// Payload bytes held here and in the runner's cache.
-    cached_bytes: AtomicUsize,
-    rescan: AtomicBool,
-    wake: Notify,
-}
-
-/// One entry made durable in `queue/`, with its contents when cached.
-#[derive(Debug)]
-struct Arrived {
-    id: QueueId,
-    entry: Option<Entry>,
-}
-
-/// The most payload bytes kept in memory for delivery (about 800 RSA-4096
-/// alerts). Beyond it, entries are read from `queue/` when their turn
-/// comes, as after a restart: a relay outage must not grow the daemon.
-const CACHE_BYTES: usize = 4 << 20;
-
-impl Arrivals {
-    /// Entries now durable in `queue/`; outgoing ones are for the runner.
-    pub fn queued(&self, entries: &[Entry]) {
-        let arrived = entries
-            .iter()
-            .filter(|e| e.kind == Kind::Outgoing)
-            .map(|e| Arrived {
-                id: e.id.clone(),
-                entry: self.reserve(e.payload.len()).then(|| e.clone()),
-            });
-        self.queued
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(arrived);
-        self.wake.notify_one();
-    }
-
-    /// `queue/` changed behind the daemon's back: read it again.
-    pub fn rescan(&self) {
-        self.rescan.store(true, Ordering::Release);
-        self.wake.notify_one();
-    }
-
-    /// The new entries, and whether a rescan was asked for.
-    fn take(&self) -> (Vec<Arrived>, bool) {
-        let new = std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
-        (new, self.rescan.swap(false, Ordering::AcqRel))
-    }
-
-    /// Counts `len` cached bytes, if they fit.
-    fn reserve(&self, len: usize) -> bool {
-        self.cached_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                held.checked_add(len).filter(|&n| n <= CACHE_BYTES)
-            })
-            .is_ok()
-    }
-
-    /// `entry` left the cache.
-    fn release(&self, entry: &Entry) {
-        self.cached_bytes
-            .fetch_sub(entry.payload.len(), Ordering::AcqRel);
-    }
-}
 
 /// The runner's view of `queue/`: every entry with its delivery state.
 #[derive(Default)]
@@ -263,7 +186,7 @@ pub async fn run(
             sleep = sleep.min(SYNC_EVERY.saturating_sub(since.elapsed()));
         }
         tokio::select! {
-            _ = arrivals.wake.notified() => {}
+            _ = arrivals.notified() => {}
             _ = tokio::time::sleep(sleep) => {
                 if conn.as_ref().is_some_and(|k| k.last_used.elapsed() >= KEEPALIVE)
                     && let Some(k) = conn.take()
@@ -637,6 +560,7 @@ async fn read(spool: &Spool, id: &QueueId) -> Option<crate::spool::Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spool::{CACHE_BYTES, Kind};
 
     fn entry(payload: &[u8]) -> Entry {
         Entry::new("ossecm@mon", "alerts@example.org", payload.to_vec())
@@ -663,10 +587,7 @@ mod tests {
         spool.commit(&entries).unwrap();
         let arrivals = Arrivals::default();
         arrivals.queued(&entries);
-        assert_eq!(
-            arrivals.cached_bytes.load(Ordering::Acquire),
-            small.payload.len()
-        );
+        assert_eq!(arrivals.cached_bytes(), small.payload.len());
 
         block_on(async {
             let mut index = Index::default();
@@ -680,7 +601,7 @@ mod tests {
             let taken = index.take_entry(&spool, &arrivals, &small.id).await;
             assert_eq!(taken.as_ref(), Some(&small));
             assert_eq!(taken, spool.read_queued(&small.id).unwrap());
-            assert_eq!(arrivals.cached_bytes.load(Ordering::Acquire), 0);
+            assert_eq!(arrivals.cached_bytes(), 0);
             // The big one comes from the file.
             let taken = index.take_entry(&spool, &arrivals, &big.id).await;
             assert_eq!(taken.as_ref(), Some(&big));
@@ -708,10 +629,7 @@ mod tests {
             index.refresh(&spool, &arrivals).await;
             assert_eq!(index.cached.keys().collect::<Vec<_>>(), vec![&kept.id]);
             assert!(!index.entries.contains_key(&deleted.id));
-            assert_eq!(
-                arrivals.cached_bytes.load(Ordering::Acquire),
-                kept.payload.len()
-            );
+            assert_eq!(arrivals.cached_bytes(), kept.payload.len());
         });
     }
 

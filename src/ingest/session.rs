@@ -14,7 +14,7 @@ use std::fmt;
 
 use smtp_proto::{Error as ParseError, Request};
 
-use super::Context;
+use crate::context::Context;
 use crate::route::{Recipient, RouteError};
 
 /// One SMTP reply, possibly multi-line.

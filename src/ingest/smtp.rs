@@ -32,10 +32,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
-use super::Context;
 use super::data::{DataReader, Progress};
 use super::session::{DataFailure, Reply, Session, Step, data_reply};
-use crate::deliver::runner::Arrivals;
+use crate::context::Context;
+use crate::spool::Arrivals;
 use crate::spool::{Entry, Spool, SpoolError};
 
 /// The longest command line accepted, CRLF included (Postfix's
@@ -144,13 +144,13 @@ impl Sink {
     ) -> Result<Vec<Entry>, SpoolError> {
         match self {
             Sink::Queue(spool, arrivals) => {
-                let entries = ctx.entries(sender, recipients, body);
+                let entries = super::entries(ctx, sender, recipients, body);
                 spool.commit(&entries)?;
                 arrivals.queued(&entries);
                 Ok(entries)
             }
             Sink::Incoming(dropbox) => {
-                let entries = ctx.submissions(sender, recipients, body);
+                let entries = super::submissions(ctx, sender, recipients, body);
                 dropbox.submit(&entries)?;
                 Ok(entries)
             }

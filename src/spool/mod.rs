@@ -43,7 +43,7 @@
 //! **`incoming/` is untrusted.** Anything with the spool's group can write
 //! there, so [`Spool::pickup`] opens each file without following links,
 //! takes only regular files of a bounded size, and hands each entry to a
-//! check of the caller's (`crate::ingest::Context::admit`): the recipient
+//! check of the caller's (`crate::ingest::admit`): the recipient
 //! must be configured now, and the payload must be what `sendmail` writes
 //! (an alert encrypted to that recipient's key, a key-failure notice, or a
 //! held original). What passes is copied into `queue/` (or `held/`) as the
@@ -100,9 +100,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+mod arrivals;
 mod entry;
 mod state;
 
+pub use arrivals::{Arrivals, CACHE_BYTES};
 use entry::MSG_SUFFIX;
 pub use entry::{Entry, Kind, QueueId};
 pub use state::{Pending, State};
@@ -133,6 +135,27 @@ pub enum SpoolError {
 }
 
 impl SpoolError {
+    /// Whether trying again later can help: a full disk, or an I/O error
+    /// that is not about permissions. A permission problem, or another
+    /// daemon holding the spool, is an installation to fix.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            SpoolError::Full { .. } => true,
+            SpoolError::Io { source, .. } => source.kind() != io::ErrorKind::PermissionDenied,
+            SpoolError::Locked { .. } => false,
+        }
+    }
+
+    /// The sysexits code a command (sendmail, mailq) exits with for it:
+    /// EX_TEMPFAIL when trying again can help, else EX_NOPERM.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_temporary() {
+            crate::sysexits::TEMPFAIL
+        } else {
+            crate::sysexits::NOPERM
+        }
+    }
+
     fn io(op: &'static str, path: &Path, source: io::Error) -> SpoolError {
         match source.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => SpoolError::Full {

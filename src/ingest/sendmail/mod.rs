@@ -17,19 +17,20 @@
 //! `-C`, `--config` or `ALERT_RELAY_CONFIG` is read with the group only
 //! when root controls it ([`root_controls`]); any other makes `sendmail`
 //! drop the group before anything else: a user's own config must not
-//! steer the system spool.
+//! steer the system spool. Which mode runs is `crate::cli::sendmail`'s
+//! call; `mailq` is a control command.
 
 mod args;
 pub mod privsep;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mail_parser::{HeaderName, MessageParser};
 
+pub use crate::sysexits::Failure;
 pub use args::{Args, HELP, Mode, USAGE, parse_args};
-pub use privsep::Dropbox;
+pub use privsep::{Dropbox, root_controls};
 
 use crate::message::{has_header, header_len, remove_bcc};
 use crate::route::Recipient;
@@ -61,22 +62,6 @@ pub fn header_recipients(message: &[u8]) -> Vec<String> {
         }
     }
     out
-}
-
-/// Why a submission failed, with the exit code it maps to.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: u8,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(code: u8, message: impl Into<String>) -> Failure {
-        Failure {
-            code,
-            message: message.into(),
-        }
-    }
 }
 
 /// Turns what was read from stdin into the message to queue, and finds its
@@ -159,170 +144,41 @@ pub fn resolve_all(
     Ok(out)
 }
 
-/// Whether only root can have written the config at `path`, so that a
-/// setgid `sendmail` may read it with the spool's group: the file and
-/// every directory on its (symlink-resolved) path belong to root, the
-/// file is writable by root alone, and each directory too unless it is
-/// sticky (as /tmp is: others cannot replace root's entries there).
-/// Returns the resolved path to read, or why not. Whatever the config
-/// says, the daemon checks each submission against its own.
-pub fn root_controls(path: &Path) -> Result<PathBuf, String> {
-    use std::os::unix::fs::MetadataExt;
-    let resolved = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut at = Some(resolved.as_path());
-    let mut file = true;
-    while let Some(p) = at {
-        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let writable_by_others = meta.mode() & 0o022 != 0;
-        let sticky = meta.mode() & 0o1000 != 0;
-        if meta.uid() != 0 {
-            return Err(format!("{} is not root's", p.display()));
-        }
-        if writable_by_others && (file || !sticky) {
-            return Err(format!("{} is writable by others than root", p.display()));
-        }
-        file = false;
-        at = p.parent();
-    }
-    Ok(resolved)
-}
-
-/// The whole `sendmail` command; returns the exit code.
-pub fn run(argv: &[String]) -> u8 {
-    crate::os::forbid_core_dumps();
-    let program = argv
-        .first()
-        .and_then(|p| Path::new(p).file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or("sendmail")
-        .to_string();
-    match run_inner(&program, argv.get(1..).unwrap_or_default()) {
-        Ok(()) => sysexits::OK,
-        Err(f) => {
-            eprintln!("{program}: {}", f.message);
-            f.code
-        }
-    }
-}
-
-fn run_inner(program: &str, argv: &[String]) -> Result<(), Failure> {
-    let args = parse_args(program, argv).map_err(|e| {
-        Failure::new(
-            sysexits::USAGE,
-            format!("{e}\n{USAGE}\n(sendmail --help says more)"),
-        )
-    })?;
-    match args.mode {
-        // Aliases live in relay.toml's [aliases]; there is no database to build.
-        Mode::NewAliases => return Ok(()),
-        Mode::Help => {
-            print!("{HELP}");
-            return Ok(());
-        }
-        _ => {}
-    }
-    let mut path = crate::config::resolve_path(args.config.clone());
-    if crate::os::is_privileged() {
-        // A config someone else than root controls: nothing of it may be
-        // read with the group.
-        match root_controls(&path) {
-            Ok(resolved) => path = resolved,
-            Err(_) => drop_privileges()?,
-        }
-    }
-    if let Err(e) = std::fs::File::open(&path)
-        && e.kind() == std::io::ErrorKind::PermissionDenied
-    {
-        return Err(Failure::new(
-            sysexits::NOPERM,
-            format!(
-                "cannot read {}: {e}. sendmail reads it with the spool's group, so it must be \
-                 installed setgid to that group (the package does it: dpkg-statoverride --list \
-                 /usr/sbin/sendmail shows root alert-relay 2755); or run it as root",
-                path.display()
-            ),
-        ));
-    }
-    let config = crate::config::Config::load(&path)
+/// The `-bm` and `-bs` modes: with the spool's group (when setgid), the
+/// keys, the hold key and the spool; then, in a child without the group,
+/// the message from standard input (or an SMTP session on it), encrypted
+/// and handed to `incoming/`.
+pub fn accept(config: crate::config::Config, args: &Args) -> Result<(), Failure> {
+    let ctx = crate::context::Context::new(config)
         .map_err(|e| Failure::new(sysexits::CONFIG, e.to_string()))?;
-    match args.mode {
-        Mode::NewAliases | Mode::Help => Ok(()),
-        // The group cannot read queue/ anyway: list without it.
-        Mode::ListQueue => {
-            if crate::os::is_privileged() {
-                drop_privileges()?;
-            }
-            list_queue(&config)
-        }
-        // A datagram to the daemon's socket, which only the group may write.
-        Mode::Flush => {
-            crate::spool::Spool::at(&config.queue.dir).wake();
-            Ok(())
-        }
-        Mode::Smtp | Mode::Deliver => {
-            // With the group: root's config, the keys, the hold key, and
-            // the spool opened. Then the untrusted input, without it.
-            let ctx = super::Context::new(config)
-                .map_err(|e| Failure::new(sysexits::CONFIG, e.to_string()))?;
-            let spool = crate::spool::Spool::open_submitter(&ctx.config.queue.dir)
-                .map_err(spool_failure)?;
-            let dropbox = if crate::os::is_privileged() {
-                privsep::split(spool, &ctx)?
-            } else {
-                Dropbox::Direct(spool)
-            };
-            if args.mode == Mode::Smtp {
-                return smtp_on_stdio(ctx, dropbox);
-            }
-            let raw = read_message(
-                std::io::stdin().lock(),
-                ctx.config.listen.max_message_size.0,
-            )?;
-            let entries = submit(&ctx, &dropbox, &args, &raw)?;
-            if args.verbose {
-                for e in &entries {
-                    eprintln!("queued as {} for {}", e.id, e.recipient);
-                }
-            }
-            Ok(())
+    let spool =
+        crate::spool::Spool::open_submitter(&ctx.config.queue.dir).map_err(spool_failure)?;
+    let dropbox = if crate::os::is_privileged() {
+        privsep::split(spool, &ctx)?
+    } else {
+        Dropbox::Direct(spool)
+    };
+    if args.mode == Mode::Smtp {
+        return smtp_on_stdio(ctx, dropbox);
+    }
+    let raw = read_message(
+        std::io::stdin().lock(),
+        ctx.config.listen.max_message_size.0,
+    )?;
+    let entries = submit(&ctx, &dropbox, args, &raw)?;
+    if args.verbose {
+        for e in &entries {
+            eprintln!("queued as {} for {}", e.id, e.recipient);
         }
     }
-}
-
-/// Gives up setgid/setuid privileges for good, or says why not.
-fn drop_privileges() -> Result<(), Failure> {
-    crate::os::drop_privileges()
-        .map_err(|e| Failure::new(sysexits::OSERR, format!("cannot drop privileges: {e}")))
-}
-
-/// `mailq`, `sendmail -bp`: the queue, for root and the spool's owner.
-fn list_queue(config: &crate::config::Config) -> Result<(), Failure> {
-    match crate::spool::Spool::at(&config.queue.dir).list() {
-        Ok(rows) => {
-            print!("{}", crate::control::queue_table(&rows));
-            Ok(())
-        }
-        Err(crate::spool::SpoolError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            Err(Failure::new(
-                sysexits::NOPERM,
-                format!(
-                    "the queue in {} is readable by root and the daemon's user only: \
-                     run `sudo mailq` (or `sudo relayctl queue`)",
-                    config.queue.dir.display()
-                ),
-            ))
-        }
-        Err(e) => Err(spool_failure(e)),
-    }
+    Ok(())
 }
 
 /// Queues one message read by `sendmail` (the `-bm` mode): finds and
 /// resolves its recipients, seals it for each and hands the submissions
 /// to `incoming/`. Returns them once they are durable.
 pub fn submit(
-    ctx: &super::Context,
+    ctx: &crate::context::Context,
     dropbox: &Dropbox,
     args: &Args,
     raw: &[u8],
@@ -331,28 +187,20 @@ pub fn submit(
     let sender = args.sender.clone().unwrap_or(default_sender.clone());
     let (message, addresses) = prepare(args, raw, &default_sender)?;
     let recipients = resolve_all(&ctx.router, &addresses)?;
-    let entries = ctx.submissions(&sender, &recipients, &message);
+    let entries = super::submissions(ctx, &sender, &recipients, &message);
     dropbox.submit(&entries).map_err(spool_failure)?;
     Ok(entries)
 }
 
-/// Spool errors as sendmail reports them: a permission problem is
-/// EX_NOPERM (an install problem), anything else EX_TEMPFAIL (try again).
-fn spool_failure(e: crate::spool::SpoolError) -> Failure {
-    let code = match &e {
-        crate::spool::SpoolError::Io { source, .. }
-            if source.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            sysexits::NOPERM
-        }
-        _ => sysexits::TEMPFAIL,
-    };
-    Failure::new(code, e.to_string())
+/// A spool error as sendmail reports it: EX_TEMPFAIL when trying again
+/// can help, EX_NOPERM for an installation problem.
+pub fn spool_failure(e: crate::spool::SpoolError) -> Failure {
+    Failure::new(e.exit_code(), e.to_string())
 }
 
 /// `sendmail -bs`: the SMTP server's session on stdin and stdout, storing
 /// into `incoming/` like the rest of `sendmail`.
-fn smtp_on_stdio(ctx: super::Context, dropbox: Dropbox) -> Result<(), Failure> {
+fn smtp_on_stdio(ctx: crate::context::Context, dropbox: Dropbox) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -421,55 +269,6 @@ mod tests {
     fn no_recipients_anywhere_is_a_usage_error() {
         let e = prepare(&args(&[]).unwrap(), b"Subject: s\n\nb\n", "x@y").unwrap_err();
         assert_eq!(e.code, sysexits::USAGE);
-    }
-
-    #[test]
-    fn only_configs_that_root_controls_keep_the_group() {
-        assert!(root_controls(Path::new("/etc/passwd")).is_ok());
-        assert!(root_controls(Path::new("/nonexistent/relay.toml")).is_err());
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("relay.toml");
-        std::fs::write(&config, "").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        let set = |p: &Path, m: u32| {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
-        };
-        set(dir.path(), 0o755);
-        set(&config, 0o644);
-        if crate::os::is_root() {
-            assert_eq!(
-                root_controls(&config).unwrap(),
-                std::fs::canonicalize(&config).unwrap()
-            );
-            set(&config, 0o664);
-            assert!(
-                root_controls(&config)
-                    .unwrap_err()
-                    .contains("writable by others")
-            );
-            set(&config, 0o644);
-            set(dir.path(), 0o777);
-            assert!(
-                root_controls(&config)
-                    .unwrap_err()
-                    .contains("writable by others")
-            );
-            // A sticky world-writable directory (like /tmp) is fine.
-            set(dir.path(), 0o1777);
-            assert!(root_controls(&config).is_ok());
-            std::os::unix::fs::chown(&config, Some(65534), None).unwrap();
-            assert!(
-                root_controls(&config)
-                    .unwrap_err()
-                    .contains("is not root's")
-            );
-        } else {
-            assert!(
-                root_controls(&config)
-                    .unwrap_err()
-                    .contains("is not root's")
-            );
-        }
     }
 
     #[test]

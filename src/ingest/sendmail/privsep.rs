@@ -18,7 +18,7 @@
 //!   the recipients and encrypts. A flaw in any of that runs without the
 //!   group.
 //!
-//! The daemon checks every submission again ([`crate::ingest::Context::admit`]):
+//! The daemon checks every submission again ([`crate::context::Context::admit`]):
 //! the parent's check is about bounded memory and well-formed files, not
 //! trust.
 //!
@@ -91,6 +91,34 @@ impl Dropbox {
     }
 }
 
+/// Whether only root can have written the config at `path`, so that a
+/// setgid `sendmail` may read it with the spool's group: the file and
+/// every directory on its (symlink-resolved) path belong to root, the
+/// file is writable by root alone, and each directory too unless it is
+/// sticky (as /tmp is: others cannot replace root's entries there).
+/// Returns the resolved path to read, or why not. Whatever the config
+/// says, the daemon checks each submission against its own.
+pub fn root_controls(path: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::MetadataExt;
+    let resolved = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut at = Some(resolved.as_path());
+    let mut file = true;
+    while let Some(p) = at {
+        let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let writable_by_others = meta.mode() & 0o022 != 0;
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.uid() != 0 {
+            return Err(format!("{} is not root's", p.display()));
+        }
+        if writable_by_others && (file || !sticky) {
+            return Err(format!("{} is writable by others than root", p.display()));
+        }
+        file = false;
+        at = p.parent();
+    }
+    Ok(resolved)
+}
+
 /// How much the parent accepts from the child.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -101,7 +129,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    fn for_context(ctx: &crate::ingest::Context) -> Limits {
+    fn for_context(ctx: &crate::context::Context) -> Limits {
         let recipients = u32::try_from(ctx.config.recipients.len()).unwrap_or(u32::MAX);
         Limits {
             entries: recipients.saturating_mul(2).max(1),
@@ -114,7 +142,7 @@ impl Limits {
 /// Splits the process. In the child, with the group given up for good,
 /// returns the dropbox to submit through. The parent never returns: it
 /// writes what the child hands over, then exits with the child's status.
-pub fn split(spool: Spool, ctx: &crate::ingest::Context) -> Result<Dropbox, Failure> {
+pub fn split(spool: Spool, ctx: &crate::context::Context) -> Result<Dropbox, Failure> {
     let limits = Limits::for_context(ctx);
     let (parent_end, child_end) = UnixStream::pair()
         .map_err(|e| Failure::new(sysexits::OSERR, format!("cannot split: {e}")))?;
@@ -272,6 +300,56 @@ fn read_answer(link: &mut impl Read) -> io::Result<(u8, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn only_configs_that_root_controls_keep_the_group() {
+        assert!(root_controls(Path::new("/etc/passwd")).is_ok());
+        assert!(root_controls(Path::new("/nonexistent/relay.toml")).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("relay.toml");
+        std::fs::write(&config, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        set(dir.path(), 0o755);
+        set(&config, 0o644);
+        if crate::os::is_root() {
+            assert_eq!(
+                root_controls(&config).unwrap(),
+                std::fs::canonicalize(&config).unwrap()
+            );
+            set(&config, 0o664);
+            assert!(
+                root_controls(&config)
+                    .unwrap_err()
+                    .contains("writable by others")
+            );
+            set(&config, 0o644);
+            set(dir.path(), 0o777);
+            assert!(
+                root_controls(&config)
+                    .unwrap_err()
+                    .contains("writable by others")
+            );
+            // A sticky world-writable directory (like /tmp) is fine.
+            set(dir.path(), 0o1777);
+            assert!(root_controls(&config).is_ok());
+            std::os::unix::fs::chown(&config, Some(65534), None).unwrap();
+            assert!(
+                root_controls(&config)
+                    .unwrap_err()
+                    .contains("is not root's")
+            );
+        } else {
+            assert!(
+                root_controls(&config)
+                    .unwrap_err()
+                    .contains("is not root's")
+            );
+        }
+    }
 
     fn limits() -> Limits {
         Limits {

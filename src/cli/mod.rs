@@ -5,6 +5,8 @@
 //! `sendmail`'s command line is sendmail's own, parsed getopt style in
 //! [`crate::ingest::sendmail`].
 
+pub mod sendmail;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
