@@ -209,6 +209,10 @@ fn a_wrong_password_defers_with_the_fix() {
         ),
         "{log}"
     );
+    assert!(
+        log.contains("status=deferred") && log.contains(" class=auth "),
+        "{log}"
+    );
     assert!(!log.contains(common::RELAY_PASSWORD));
     assert_eq!(setup.queued().len(), 1, "deferred, not failed");
     assert!(setup.entries("failed").is_empty());

@@ -7,7 +7,6 @@
 //! relay that does not offer STARTTLS, or whose certificate fails, gets
 //! nothing but EHLO: no AUTH, no MAIL, no downgrade.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
+pub use super::error::{Class, DeliverError, Stage};
 pub use super::reply::Reply;
 use super::reply::{Capabilities, ReplyParser};
 use super::tls::{CertInfo, Tls};
@@ -26,203 +26,6 @@ use crate::config::TlsMode;
 /// A byte stream to the relay, plain or TLS.
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-/// Where a conversation with the relay failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Resolve,
-    Connect,
-    Greeting,
-    Ehlo,
-    StartTls,
-    Tls,
-    Auth,
-    Mail,
-    Rcpt,
-    Data,
-    /// The reply to the message's final ".": the relay may have it.
-    DataEnd,
-    Rset,
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Stage::Resolve => "DNS lookup",
-            Stage::Connect => "connect",
-            Stage::Greeting => "greeting",
-            Stage::Ehlo => "EHLO",
-            Stage::StartTls => "STARTTLS",
-            Stage::Tls => "TLS handshake",
-            Stage::Auth => "AUTH",
-            Stage::Mail => "MAIL FROM",
-            Stage::Rcpt => "RCPT TO",
-            Stage::Data => "DATA",
-            Stage::DataEnd => "end of DATA",
-            Stage::Rset => "RSET",
-        })
-    }
-}
-
-/// Why delivery failed, with what to do about it. Everything but a 5xx
-/// reply is temporary: the message stays queued.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum DeliverError {
-    Resolve(String),
-    Connect {
-        addr: SocketAddr,
-        error: String,
-    },
-    Timeout(Stage),
-    Io {
-        stage: Stage,
-        error: String,
-    },
-    NoStartTls,
-    Certificate {
-        error: String,
-        presented: Option<Box<CertInfo>>,
-        pinned: bool,
-    },
-    Tls(String),
-    NoAuthMechanism(String),
-    Password(String),
-    AuthFailed(Reply),
-    Rejected {
-        stage: Stage,
-        reply: Reply,
-    },
-    Protocol {
-        stage: Stage,
-        line: String,
-    },
-}
-
-impl DeliverError {
-    /// A 5xx reply to this message: retrying cannot help.
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, DeliverError::Rejected { reply, stage } if reply.is_permanent() && matches!(stage, Stage::Mail | Stage::Rcpt | Stage::Data | Stage::DataEnd))
-    }
-
-    /// Whether it failed before any message data went out (at RSET, MAIL
-    /// FROM or RCPT TO): then the relay cannot hold the message.
-    pub fn before_data(&self) -> bool {
-        matches!(self.stage(), Stage::Rset | Stage::Mail | Stage::Rcpt)
-    }
-
-    /// Whether the connection is still usable for the next message.
-    pub fn connection_usable(&self) -> bool {
-        matches!(self, DeliverError::Rejected { .. })
-    }
-
-    /// The stage at which it failed.
-    pub fn stage(&self) -> Stage {
-        match self {
-            DeliverError::Resolve(_) => Stage::Resolve,
-            DeliverError::Connect { .. } => Stage::Connect,
-            DeliverError::Timeout(s) => *s,
-            DeliverError::Io { stage, .. } | DeliverError::Protocol { stage, .. } => *stage,
-            DeliverError::NoStartTls => Stage::StartTls,
-            DeliverError::Certificate { .. } | DeliverError::Tls(_) => Stage::Tls,
-            DeliverError::NoAuthMechanism(_)
-            | DeliverError::Password(_)
-            | DeliverError::AuthFailed(_) => Stage::Auth,
-            DeliverError::Rejected { stage, .. } => *stage,
-        }
-    }
-}
-
-impl fmt::Display for DeliverError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeliverError::Resolve(e) => {
-                write!(
-                    f,
-                    "cannot resolve the relay's name ({e}): check relay.host and DNS"
-                )
-            }
-            DeliverError::Connect { addr, error } => write!(
-                f,
-                "cannot connect to {addr} ({error}): check relay.host, relay.port and the \
-                 firewall's outbound rule"
-            ),
-            DeliverError::Timeout(stage @ (Stage::Resolve | Stage::Connect)) => write!(
-                f,
-                "timed out at {stage}: check relay.host, relay.port and the firewall's outbound rule"
-            ),
-            // Something took the connection but never spoke SMTP: often
-            // a TLS-only port (465) reached with tls = "starttls".
-            DeliverError::Timeout(Stage::Greeting) => write!(
-                f,
-                "timed out at greeting: the relay accepted the connection but sent no SMTP \
-                 greeting within relay.timeout; check relay.port and relay.tls (465 needs \
-                 tls = \"implicit\")"
-            ),
-            DeliverError::Timeout(stage) => write!(
-                f,
-                "timed out at {stage}: the relay stopped answering within relay.timeout; check \
-                 the relay, or raise relay.timeout if it is just slow"
-            ),
-            // The whole message went out; only the reply is missing.
-            DeliverError::Io {
-                stage: Stage::DataEnd,
-                error,
-            } => write!(
-                f,
-                "connection lost at end of DATA, before the relay's reply ({error}): the relay \
-                 may have the message, and sending it again may deliver it twice"
-            ),
-            DeliverError::Io { stage, error } => write!(f, "connection lost at {stage}: {error}"),
-            DeliverError::NoStartTls => write!(
-                f,
-                "the relay does not offer STARTTLS, so nothing was sent: check relay.port \
-                 (465 needs tls = \"implicit\")"
-            ),
-            DeliverError::Certificate {
-                error,
-                presented: Some(cert),
-                pinned: true,
-            } => write!(
-                f,
-                "certificate not verified: the relay presented {cert}, which is not in \
-                 relay.fingerprints; if the relay's certificate changed legitimately, set {}",
-                cert.config_line()
-            )
-            .and_then(|()| write!(f, " ({error})")),
-            DeliverError::Certificate {
-                error,
-                presented: Some(cert),
-                pinned: false,
-            } => write!(
-                f,
-                "certificate not verified ({error}): the relay presented {cert}, subject {}, \
-                 issuer {}; set relay.ca_file to its CA, or pin it with {}",
-                cert.subject,
-                cert.issuer,
-                cert.config_line()
-            ),
-            DeliverError::Certificate { error, .. } => {
-                write!(f, "certificate not verified: {error}")
-            }
-            DeliverError::Tls(e) => write!(f, "TLS handshake failed: {e}"),
-            DeliverError::NoAuthMechanism(offered) => write!(
-                f,
-                "the relay offers no AUTH PLAIN or LOGIN (it offers: {offered})"
-            ),
-            DeliverError::Password(e) => write!(f, "cannot read the SASL password: {e}"),
-            DeliverError::AuthFailed(reply) => write!(
-                f,
-                "authentication failed: check relay.username, relay.domain and relay.password_file \
-                 (relay said: {reply})"
-            ),
-            DeliverError::Rejected { stage, reply } => write!(f, "{stage} refused: {reply}"),
-            DeliverError::Protocol { stage, line } => {
-                write!(f, "unexpected answer at {stage}: {line:?}")
-            }
-        }
-    }
-}
 
 /// How to reach and log in to the relay, built once per config.
 #[derive(Debug, Clone)]
@@ -783,18 +586,18 @@ async fn handshake(
             Ok((tls, version))
         }
         Err(e) => {
-            let certificate_problem = e
+            let rustls_error = e
                 .get_ref()
-                .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>())
-                .is_some_and(|re| matches!(re, tokio_rustls::rustls::Error::InvalidCertificate(_)));
-            if certificate_problem {
-                Err(DeliverError::Certificate {
-                    error: e.to_string(),
-                    presented: verifier.presented().map(Box::new),
-                    pinned: s.tls.pinned(),
-                })
-            } else {
-                Err(DeliverError::Tls(e.to_string()))
+                .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>());
+            match rustls_error {
+                Some(tokio_rustls::rustls::Error::InvalidCertificate(error)) => {
+                    Err(DeliverError::Certificate {
+                        error: error.clone(),
+                        presented: verifier.presented().map(Box::new),
+                        pinned: s.tls.pinned(),
+                    })
+                }
+                _ => Err(DeliverError::Tls(e.to_string())),
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Deliver: the queue runner ([`runner`]) and the relay client
 //! ([`client`], [`tls`]).
 pub mod client;
+pub mod error;
 pub mod reply;
 pub mod runner;
 pub mod tls;

@@ -129,7 +129,7 @@ impl Index {
 /// Settings built for one loaded config (TLS roots are read once).
 struct Prepared {
     ctx: Arc<Context>,
-    settings: Result<Settings, String>,
+    settings: Result<Settings, DeliverError>,
 }
 
 /// Runs until `stop` turns true.
@@ -152,7 +152,7 @@ pub async fn run(
                 k.conn.quit().await;
             }
             let settings =
-                Settings::from_config(&ctx.config, &ctx.hostname).map_err(|e| e.to_string());
+                Settings::from_config(&ctx.config, &ctx.hostname).map_err(DeliverError::Setup);
             if let Err(e) = &settings {
                 tracing::error!("cannot deliver: {e}");
             }
@@ -220,7 +220,7 @@ async fn sync_queue(spool: &Spool) {
 async fn deliver_due(
     spool: &Spool,
     ctx: &Context,
-    settings: &Result<Settings, String>,
+    settings: &Result<Settings, DeliverError>,
     conn: &mut Option<Kept>,
     index: &mut Index,
     arrivals: &Arrivals,
@@ -247,7 +247,7 @@ async fn deliver_due(
     let mut removals = Removals::new(spool);
     // Once the relay cannot be reached, the rest of this batch is deferred
     // with the same reason instead of trying again for each message.
-    let mut unreachable: Option<String> = None;
+    let mut unreachable: Option<DeliverError> = None;
     for p in due {
         let Some(entry) = index.take_entry(spool, arrivals, &p.id).await else {
             // Gone (delivered by an earlier run, deleted, quarantined).
@@ -256,13 +256,12 @@ async fn deliver_due(
         };
         let to = entry.recipient.as_str();
         if now.duration_since(p.id.created()).unwrap_or_default() > max_lifetime {
-            let reason = format!(
-                "undelivered after {}; last error: {}",
-                humantime::format_duration(max_lifetime),
-                p.state.last_error
-            );
+            let expired = DeliverError::Expired {
+                after: max_lifetime,
+                last_error: p.state.last_error.clone(),
+            };
             batch
-                .record(&p, to, NO_TLS, p.state.attempts, Unsent::Failed(reason))
+                .record(&p, to, NO_TLS, p.state.attempts, Unsent::Failed(expired))
                 .await;
             index.entries.remove(&p.id);
             continue;
@@ -270,22 +269,19 @@ async fn deliver_due(
         let attempt = p.state.attempts + 1;
         let (tls, outcome, keep) = match (settings, &unreachable) {
             (Err(e), _) => (NO_TLS, Err(Unsent::Deferred(e.clone())), false),
-            (Ok(_), Some(reason)) => (NO_TLS, Err(Unsent::Deferred(reason.clone())), false),
+            (Ok(_), Some(e)) => (NO_TLS, Err(Unsent::Deferred(e.clone())), false),
             (Ok(s), None) => {
                 match transact(conn, s, &sender, to, &entry.payload, &mut removals).await {
-                    Err(reason) => {
-                        unreachable = Some(reason.clone());
-                        (NO_TLS, Err(Unsent::Deferred(reason)), false)
+                    Err(e) => {
+                        unreachable = Some(e.clone());
+                        (NO_TLS, Err(Unsent::Deferred(e)), false)
                     }
-                    Ok((tls, Ok(reply))) => (tls, Ok(reply.to_string()), true),
-                    Ok((tls, Err(e))) if e.is_permanent() => {
-                        (tls, Err(Unsent::Failed(e.to_string())), true)
+                    Ok((tls, Ok(reply))) => (tls, Ok(reply), true),
+                    Ok((tls, Err(e))) if e.is_permanent() => (tls, Err(Unsent::Failed(e)), true),
+                    Ok((tls, Err(e))) => {
+                        let usable = e.connection_usable();
+                        (tls, Err(Unsent::Deferred(e)), usable)
                     }
-                    Ok((tls, Err(e))) => (
-                        tls,
-                        Err(Unsent::Deferred(e.to_string())),
-                        e.connection_usable(),
-                    ),
                 }
             }
         };
@@ -294,7 +290,7 @@ async fn deliver_due(
         }
         match outcome {
             Ok(reply) => {
-                batch.log(&p, to, tls, attempt, "sent", &reply);
+                batch.log_sent(&p, to, tls, attempt, &reply);
                 index.entries.remove(&p.id);
                 removals.push(p.id).await;
             }
@@ -407,7 +403,8 @@ impl Removals {
 /// One transaction on the kept connection, or on a new one. A kept
 /// connection the relay has closed meanwhile (it fails before any message
 /// data went out) is no reason to defer: the transaction is tried once
-/// more on a new connection. `Err` is why no connection could be opened.
+/// more on a new connection. `Err` is why no connection could be opened,
+/// the `Ok` side the transaction's outcome.
 /// The previous message leaves the queue while this one's envelope is
 /// under way, and before its final dot (see [`Removals`]).
 async fn transact(
@@ -417,7 +414,7 @@ async fn transact(
     to: &str,
     payload: &[u8],
     removals: &mut Removals,
-) -> Result<(&'static str, Result<Reply, DeliverError>), String> {
+) -> Result<(&'static str, Result<Reply, DeliverError>), DeliverError> {
     loop {
         let fresh = conn.is_none();
         let k = open_if_needed(conn, settings).await?;
@@ -448,32 +445,29 @@ struct Kept {
 /// The `tls=` of a log line when no TLS session was involved.
 const NO_TLS: &str = "-";
 
-/// The open connection, opening one if there is none; the error is the
-/// reason to log.
+/// The open connection, opening one if there is none.
 async fn open_if_needed<'c>(
     conn: &'c mut Option<Kept>,
     settings: &Settings,
-) -> Result<&'c mut Kept, String> {
-    if conn.is_none() {
-        let opened = Connection::open(settings)
-            .await
-            .map_err(|e| e.to_string())?;
-        *conn = Some(Kept {
-            conn: opened,
+) -> Result<&'c mut Kept, DeliverError> {
+    let kept = match conn.take() {
+        Some(kept) => kept,
+        None => Kept {
+            conn: Connection::open(settings).await?,
             last_used: Instant::now(),
             used: false,
-        });
-    }
-    conn.as_mut().ok_or_else(|| "no connection".to_string())
+        },
+    };
+    Ok(conn.insert(kept))
 }
 
 /// Why an attempt did not send its entry (the relay's reply, when it
-/// did, is the `Ok` side).
+/// did, is the `Ok` side), typed until the log line.
 enum Unsent {
-    /// Why it will be tried again.
-    Deferred(String),
-    /// Why it never will.
-    Failed(String),
+    /// It will be tried again.
+    Deferred(DeliverError),
+    /// It never will: a 5xx, or its lifetime is over.
+    Failed(DeliverError),
 }
 
 /// What every attempt of one batch shares.
@@ -499,17 +493,18 @@ impl Batch<'_> {
     ) -> Option<State> {
         let s = self.spool.clone();
         let id = p.id.clone();
-        let (status, text, done, still_queued) = match unsent {
-            Unsent::Deferred(reason) => {
+        let (status, error, done, still_queued) = match unsent {
+            Unsent::Deferred(error) => {
+                let reason = error.to_string();
                 let state: State = p.state.after_failure(self.now, &self.retry, &reason);
                 let written = state.clone();
                 let done = tokio::task::spawn_blocking(move || s.defer(&id, &written)).await;
-                ("deferred", reason, done, Some(state))
+                ("deferred", error, done, Some(state))
             }
-            Unsent::Failed(reason) => {
-                let why = reason.clone();
+            Unsent::Failed(error) => {
+                let why = error.to_string();
                 let done = tokio::task::spawn_blocking(move || s.fail(&id, &why)).await;
-                ("failed", reason, done, None)
+                ("failed", error, done, None)
             }
         };
         match done {
@@ -519,29 +514,29 @@ impl Batch<'_> {
             Ok(Err(e)) => tracing::error!(id = %p.id, status, "cannot record the outcome: {e}"),
             Err(e) => tracing::error!(id = %p.id, status, "cannot record the outcome: {e}"),
         }
-        self.log(p, to, tls, attempt, status, &text);
+        let age = delay(p);
+        tracing::warn!(
+            id = %p.id, to = %to, status = %status, relay = %self.relay, tls = %tls, attempt,
+            delay = %age, class = %error.class(), reason = ?error.to_string(), "delivery"
+        );
         still_queued
     }
 
-    /// The attempt's log line: the relay's reply when sent, else why not.
-    fn log(&self, p: &Pending, to: &str, tls: &str, attempt: u32, status: &str, text: &str) {
-        let age = SystemTime::now()
-            .duration_since(p.id.created())
-            .unwrap_or_default();
-        let delay = format!("{:.2}s", age.as_secs_f64());
-        let relay = &self.relay;
-        if status == "sent" {
-            tracing::info!(
-                id = %p.id, to = %to, status = %status, relay = %relay, tls = %tls, attempt,
-                delay = %delay, reply = ?text, "delivery"
-            );
-        } else {
-            tracing::warn!(
-                id = %p.id, to = %to, status = %status, relay = %relay, tls = %tls, attempt,
-                delay = %delay, reason = ?text, "delivery"
-            );
-        }
+    /// A sent attempt's log line, with the relay's reply.
+    fn log_sent(&self, p: &Pending, to: &str, tls: &str, attempt: u32, reply: &Reply) {
+        tracing::info!(
+            id = %p.id, to = %to, status = %"sent", relay = %self.relay, tls = %tls, attempt,
+            delay = %delay(p), reply = ?reply.to_string(), "delivery"
+        );
     }
+}
+
+/// How long since the entry arrived, for the log line.
+fn delay(p: &Pending) -> String {
+    let age = SystemTime::now()
+        .duration_since(p.id.created())
+        .unwrap_or_default();
+    format!("{:.2}s", age.as_secs_f64())
 }
 
 async fn read(spool: &Spool, id: &QueueId) -> Option<crate::spool::Entry> {
