@@ -255,7 +255,7 @@ fn submit(port: u16, msg: &[u8]) -> String {
 }
 
 fn end_to_end() {
-    use alert_relay::standin::StandIn;
+    use alert_relay::demo::standin::StandIn;
     use tokio_rustls::rustls;
     use tokio_rustls::rustls::pki_types::pem::PemObject;
 

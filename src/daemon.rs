@@ -30,9 +30,6 @@ use crate::spool::Arrivals;
 use crate::spool::{Spool, SpoolError};
 use crate::sysexits;
 
-/// The blocking pool's threads at most (see [`run`]).
-pub const MAX_BLOCKING_THREADS: usize = 16;
-
 /// How often the daemon looks at `incoming/` even when nobody woke it:
 /// the wake-up datagram is best effort.
 const PICKUP_INTERVAL: Duration = Duration::from_secs(5);
@@ -133,13 +130,7 @@ pub fn run(config_path: &Path) -> u8 {
     let started = load(config_path)
         .map_err(StartError::Config)
         .and_then(|ctx| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                // Encryption, fsync and spool reads: beyond two cores,
-                // more threads only wait. packaging/systemd's TasksMax=
-                // counts on this.
-                .max_blocking_threads(MAX_BLOCKING_THREADS)
-                .build()
+            crate::runtime::new()
                 .map_err(StartError::Runtime)
                 .and_then(|rt| {
                     rt.block_on(async {

@@ -148,10 +148,7 @@ fn steps(opts: &Options<'_>, report: &mut Report) -> bool {
         ok &= daemon_user_step(report, &config);
     }
 
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::new() {
         Ok(r) => r,
         Err(e) => return report.step(false, "runtime", &e.to_string()),
     };

@@ -18,6 +18,7 @@ pub mod context;
 pub mod control;
 pub mod daemon;
 pub mod deliver;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod diagnose;
 pub mod encrypt;
@@ -25,8 +26,8 @@ pub mod ingest;
 pub mod message;
 pub mod os;
 pub mod route;
+pub mod runtime;
 pub mod securedrop;
 pub mod spool;
-pub mod standin;
 pub mod sysexits;
 pub mod systemd;

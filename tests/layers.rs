@@ -104,3 +104,31 @@ fn the_check_sees_what_it_looks_for() {
     let names: Vec<String> = named(&file).into_iter().map(|(_, n)| n).collect();
     assert_eq!(names, ["deliver"]);
 }
+
+#[test]
+fn the_daemon_links_no_code_of_the_demo_or_its_certificate_generator() {
+    // The stand-in relay and rcgen are `relayctl demo`'s (cargo feature
+    // `demo`); the daemon never calls them, so the linker leaves them out.
+    // nm lists the functions the binary holds (binutils, beside gcc).
+    let symbols = |exe: &str| {
+        let out = std::process::Command::new("nm")
+            .args(["-C", "--defined-only", exe])
+            .output()
+            .expect("nm (binutils)");
+        assert!(out.status.success(), "nm {exe}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let daemon = symbols(env!("CARGO_BIN_EXE_alert-relayd"));
+    for crate_path in ["rcgen::", "alert_relay::demo::"] {
+        let found = daemon.lines().filter(|l| l.contains(crate_path)).count();
+        assert_eq!(
+            found, 0,
+            "alert-relayd holds {found} functions of {crate_path}"
+        );
+    }
+    // The check can see them: relayctl, which has the demo, holds both.
+    let relayctl = symbols(env!("CARGO_BIN_EXE_relayctl"));
+    if cfg!(feature = "demo") {
+        assert!(relayctl.contains("rcgen::") && relayctl.contains("alert_relay::demo::"));
+    }
+}

@@ -124,7 +124,7 @@ fn no_core_dumps_and_bounded_memory_and_tasks() {
         .parse()
         .unwrap();
     assert!(
-        tasks > alert_relay::daemon::MAX_BLOCKING_THREADS + 4,
+        tasks > alert_relay::runtime::MAX_BLOCKING_THREADS + 4,
         "TasksMax={tasks}"
     );
 }

@@ -5,6 +5,7 @@
 //! `sendmail`'s command line is sendmail's own, parsed getopt style in
 //! [`crate::ingest::sendmail`].
 
+pub mod relayctl;
 pub mod sendmail;
 
 use std::path::PathBuf;

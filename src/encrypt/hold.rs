@@ -15,7 +15,7 @@
 //! from root, or from a copy of the whole disk.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,18 +24,13 @@ use std::time::SystemTime;
 use sequoia_openpgp as openpgp;
 
 use openpgp::cert::{CertBuilder, CipherSuite};
-use openpgp::crypto::SessionKey;
-use openpgp::packet::{PKESK, SKESK};
 use openpgp::parse::Parse;
-use openpgp::parse::stream::{
-    DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper,
-};
 use openpgp::serialize::Serialize;
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message};
-use openpgp::types::{Features, KeyFlags, SymmetricAlgorithm};
+use openpgp::types::{Features, KeyFlags};
 use openpgp::{Cert, KeyHandle};
 
-use super::keys::{POLICY, encryption_keys};
+use super::keys::encryption_keys;
 
 /// The secret hold key, in the spool root.
 pub const SECRET_FILE: &str = "hold.key";
@@ -167,60 +162,8 @@ pub fn open(root: &Path, armored: &[u8]) -> Result<Vec<u8>, String> {
     })?;
     let secret = Cert::from_bytes(&bytes)
         .map_err(|e| format!("{} is not an OpenPGP key: {e}", path.display()))?;
-    let helper = Opener { secret };
-    let mut reader = DecryptorBuilder::from_bytes(armored)
-        .and_then(|b| b.with_policy(&POLICY, None, helper))
-        .map_err(|e| format!("cannot decrypt the held original: {e}"))?;
-    let mut original = Vec::new();
-    reader
-        .read_to_end(&mut original)
-        .map_err(|e| format!("cannot decrypt the held original: {e}"))?;
-    Ok(original)
-}
-
-/// Decrypts with the hold key's secret subkeys; expects no signature.
-struct Opener {
-    secret: Cert,
-}
-
-impl VerificationHelper for Opener {
-    fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
-        Ok(Vec::new())
-    }
-
-    fn check(&mut self, _structure: MessageStructure) -> openpgp::Result<()> {
-        Ok(())
-    }
-}
-
-impl DecryptionHelper for Opener {
-    fn decrypt(
-        &mut self,
-        pkesks: &[PKESK],
-        _skesks: &[SKESK],
-        sym_algo: Option<SymmetricAlgorithm>,
-        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
-    ) -> openpgp::Result<Option<Cert>> {
-        for pkesk in pkesks {
-            for ka in self.secret.keys().unencrypted_secret() {
-                let named = pkesk
-                    .recipient()
-                    .is_some_and(|r| r.aliases(ka.key().key_handle()));
-                if !named {
-                    continue;
-                }
-                let mut pair = ka.key().clone().into_keypair()?;
-                if let Some((algo, key)) = pkesk.decrypt(&mut pair, sym_algo)
-                    && decrypt(algo, &key)
-                {
-                    return Ok(None);
-                }
-            }
-        }
-        Err(openpgp::anyhow::anyhow!(
-            "the hold key cannot open it (made for another spool?)"
-        ))
-    }
+    super::open::decrypt(&secret, armored)
+        .map_err(|e| format!("the held original: {e} (the hold key of another spool?)"))
 }
 
 /// Writes `bytes` to `root/name` with `mode`: a temporary file in

@@ -15,6 +15,7 @@
 pub mod hold;
 pub mod keys;
 mod mime;
+pub mod open;
 mod rsa;
 mod sealed;
 pub mod subject;

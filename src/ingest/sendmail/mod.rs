@@ -201,9 +201,7 @@ pub fn spool_failure(e: crate::spool::SpoolError) -> Failure {
 /// `sendmail -bs`: the SMTP server's session on stdin and stdout, storing
 /// into `incoming/` like the rest of `sendmail`.
 fn smtp_on_stdio(ctx: crate::context::Context, dropbox: Dropbox) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    let runtime = crate::runtime::new()
         .map_err(|e| Failure::new(sysexits::OSERR, format!("cannot start: {e}")))?;
     let ctx = Arc::new(ctx);
     // Never signalled: the session ends with QUIT, EOF or the idle timeout.

@@ -12,6 +12,8 @@
 //! queue runner deliver. It shows what the relay received and, with the
 //! secret key only the demo has, its decryption.
 
+pub mod standin;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,23 +22,15 @@ use tokio::net::TcpStream;
 
 use sequoia_openpgp as openpgp;
 
+use openpgp::Cert;
 use openpgp::cert::{CertBuilder, CipherSuite};
-use openpgp::crypto::SessionKey;
-use openpgp::packet::{PKESK, SKESK};
-use openpgp::parse::Parse;
-use openpgp::parse::stream::{
-    DecryptionHelper, DecryptorBuilder, MessageStructure, VerificationHelper,
-};
 use openpgp::serialize::Serialize;
-use openpgp::types::SymmetricAlgorithm;
-use openpgp::{Cert, KeyHandle};
 
 use crate::config::{Config, Pin};
 use crate::daemon::Daemon;
-use crate::encrypt::keys::POLICY;
 use crate::ingest::sendmail;
 use crate::spool::Spool;
-use crate::standin::StandIn;
+use standin::StandIn;
 
 /// A temporary directory removed when dropped.
 struct TempDir(PathBuf);
@@ -134,10 +128,7 @@ pub fn run() -> Result<(), String> {
     write_private(&dir.0.join("sasl_password"), DEMO_LOGIN.1.as_bytes())?;
     let pin = Pin::CertSha256(relay_cert.sha256).to_string();
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = crate::runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let relay = StandIn::start(tls, DEMO_LOGIN.0, DEMO_LOGIN.1)
             .await
@@ -261,60 +252,11 @@ pub fn run() -> Result<(), String> {
 fn decrypt(secret: &Cert, message: &[u8]) -> Result<Vec<u8>, String> {
     let begin = find(message, b"-----BEGIN PGP MESSAGE-----").ok_or("no OpenPGP message")?;
     let end = find(message, b"-----END PGP MESSAGE-----").ok_or("no OpenPGP message end")? + 25;
-    let helper = Helper { secret };
-    let mut decryptor = DecryptorBuilder::from_bytes(&message[begin..end])
-        .and_then(|b| b.with_policy(&POLICY, None, helper))
-        .map_err(|e| format!("cannot decrypt: {e}"))?;
-    let mut plain = Vec::new();
-    std::io::copy(&mut decryptor, &mut plain).map_err(|e| e.to_string())?;
-    Ok(plain)
+    crate::encrypt::open::decrypt(secret, &message[begin..end])
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-struct Helper<'a> {
-    secret: &'a Cert,
-}
-
-impl VerificationHelper for Helper<'_> {
-    fn get_certs(&mut self, _: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
-        Ok(Vec::new())
-    }
-
-    fn check(&mut self, _: MessageStructure) -> openpgp::Result<()> {
-        // Alerts are encrypted, not signed: nothing to verify.
-        Ok(())
-    }
-}
-
-impl DecryptionHelper for Helper<'_> {
-    fn decrypt(
-        &mut self,
-        pkesks: &[PKESK],
-        _: &[SKESK],
-        sym_algo: Option<SymmetricAlgorithm>,
-        decrypt: &mut dyn FnMut(Option<SymmetricAlgorithm>, &SessionKey) -> bool,
-    ) -> openpgp::Result<Option<Cert>> {
-        let keys = self
-            .secret
-            .keys()
-            .with_policy(&POLICY, None)
-            .for_transport_encryption()
-            .secret();
-        for key in keys {
-            let mut pair = key.key().clone().into_keypair()?;
-            for pkesk in pkesks {
-                if let Some((algo, sk)) = pkesk.decrypt(&mut pair, sym_algo)
-                    && decrypt(algo, &sk)
-                {
-                    return Ok(None);
-                }
-            }
-        }
-        Err(openpgp::anyhow::anyhow!("no key to decrypt with"))
-    }
 }
 
 /// OSSEC's dialogue, one reply read per command, printed as it goes.

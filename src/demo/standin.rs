@@ -227,18 +227,25 @@ impl StandIn {
     }
 }
 
-/// Reads DATA up to the CRLF.CRLF end, unstuffing dots.
+/// Reads DATA up to its end line, unstuffing dots: the daemon's own DATA
+/// reader, on what is buffered.
 async fn read_data<R: AsyncRead + Unpin>(io: &mut BufReader<R>) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
+    use crate::ingest::data::{DataReader, Progress};
+    let mut reader = DataReader::new(usize::MAX);
     loop {
-        let mut line = Vec::new();
-        if io.read_until(b'\n', &mut line).await? == 0 {
+        let buffered = io.fill_buf().await?;
+        if buffered.is_empty() {
             return Err(std::io::Error::other("EOF in DATA"));
         }
-        if line == b".\r\n" {
-            return Ok(out);
+        match reader.feed(buffered) {
+            Progress::Done(n) => {
+                io.consume(n);
+                return Ok(reader.into_body());
+            }
+            Progress::More => {
+                let n = buffered.len();
+                io.consume(n);
+            }
         }
-        let line = line.strip_prefix(b".").unwrap_or(&line);
-        out.extend_from_slice(line);
     }
 }

@@ -1,0 +1,14 @@
+//! What `relayctl` and `mailq` do for an admin, one file per kind of
+//! command; `crate::cli::relayctl` reads the command line and calls them.
+
+mod check;
+mod fingerprint;
+mod import;
+mod queue;
+mod release;
+
+pub use check::{check, check_command, key_command, key_report};
+pub use fingerprint::{fingerprint, fingerprint_report};
+pub use import::import_securedrop;
+pub use queue::{delete, flush, mailq, parse_id, queue, queue_json, queue_table};
+pub use release::{ReleaseError, release, release_command};
