@@ -99,33 +99,11 @@ pub fn init_logging() {
         .init();
 }
 
-/// Caps glibc's malloc arenas at two, and gives every allocation of 1 MiB
-/// or more its own mapping, returned to the system when freed.
-///
-/// glibc gives each thread that meets contention an arena of its own and
-/// keeps freed memory there: with the blocking pool's threads (spool
-/// writes, encryption), 10,000 alerts queued and delivered peaked at
-/// 42.6 MiB, against 34.5 MiB with two arenas (tests/faults, burst-memory,
-/// debug build). And glibc raises its mmap threshold to the size of each
-/// large block freed (up to 32 MiB), after which large messages come from
-/// the heap, which keeps their pages: a fixed threshold keeps the
-/// resident size near what the messages in flight hold (tests/faults,
-/// burst-large). Alerts are a few KiB, far below it.
-fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it runs before the
-    // daemon starts any thread.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
 /// Runs the daemon until SIGTERM; returns the process exit code.
 pub fn run(config_path: &Path) -> u8 {
     // Alert plaintext passes through this process's memory.
     crate::os::forbid_core_dumps();
-    tune_malloc();
+    crate::os::tune_malloc();
     init_logging();
     let started = load(config_path)
         .map_err(StartError::Config)
@@ -346,13 +324,7 @@ async fn bind(listen: &Listen) -> Result<Vec<TcpListener>, StartError> {
                 tracing::info!(addr = %local, "listening");
                 out.push(l);
             }
-            Err(e)
-                if addr.is_ipv6()
-                    && matches!(
-                        e.raw_os_error(),
-                        Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
-                    ) =>
-            {
+            Err(e) if addr.is_ipv6() && crate::os::is_address_unavailable(&e) => {
                 tracing::warn!(addr = %addr, error = %e, "IPv6 loopback unavailable; not listening there");
             }
             Err(source) => return Err(StartError::Bind { addr, source }),

@@ -469,20 +469,14 @@ fn write(
     owner: Option<(u32, u32)>,
 ) -> Result<(), ImportError> {
     use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let err = |e: std::io::Error| ImportError::Write {
         path: path.to_path_buf(),
         error: e.to_string(),
     };
     let tmp = path.with_extension("import-tmp");
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(err)?;
+    let mut f = crate::os::create_nofollow(&tmp, mode).map_err(err)?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(err)?;
     }

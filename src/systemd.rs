@@ -9,7 +9,7 @@
 //! the daemon binds `listen.addresses` itself and `notify` does nothing.
 
 use std::io;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::net::UnixDatagram;
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
@@ -57,59 +57,13 @@ pub fn listen_fds() -> Result<Option<Vec<std::net::TcpListener>>, ActivationErro
         .ok_or(ActivationError::BadCount(count))?;
     let mut out = Vec::new();
     for fd in LISTEN_FDS_START..LISTEN_FDS_START + n {
-        check_listening_tcp(fd).map_err(|why| ActivationError::NotTcpListener { fd, why })?;
-        // SAFETY: systemd handed this descriptor to us alone, and it was
-        // just checked to be a listening stream socket; from here the
-        // TcpListener owns (and closes) it.
-        let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| ActivationError::NotTcpListener {
-                fd,
-                why: e.to_string(),
-            })?;
+        // SAFETY: LISTEN_PID names this process: systemd handed these
+        // descriptors to it alone.
+        let listener = unsafe { crate::os::adopt_listening_tcp(fd) }
+            .map_err(|why| ActivationError::NotTcpListener { fd, why })?;
         out.push(listener);
     }
     Ok(Some(out))
-}
-
-/// Whether `fd` is a listening IPv4 or IPv6 stream socket; also marks it
-/// close-on-exec, as sd_listen_fds does.
-fn check_listening_tcp(fd: RawFd) -> Result<(), String> {
-    let int_opt = |level, name| -> Result<libc::c_int, String> {
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `value`.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                level,
-                name,
-                (&mut value as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if rc == 0 {
-            Ok(value)
-        } else {
-            Err(io::Error::last_os_error().to_string())
-        }
-    };
-    if int_opt(libc::SOL_SOCKET, libc::SO_TYPE)? != libc::SOCK_STREAM {
-        return Err("not a stream socket".into());
-    }
-    if int_opt(libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? == 0 {
-        return Err("not listening".into());
-    }
-    let domain = int_opt(libc::SOL_SOCKET, libc::SO_DOMAIN)?;
-    if domain != libc::AF_INET && domain != libc::AF_INET6 {
-        return Err("not an IP socket".into());
-    }
-    // SAFETY: F_SETFD with FD_CLOEXEC only changes the descriptor's flags.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error().to_string());
-    }
-    Ok(())
 }
 
 /// Sends `state` (e.g. "READY=1\nSTATUS=...") to systemd when it asked
@@ -142,19 +96,5 @@ mod tests {
     fn not_activated_without_our_pid() {
         // The test process has no LISTEN_PID (or another process's).
         assert!(listen_fds().unwrap().is_none());
-    }
-
-    #[test]
-    fn a_descriptor_that_is_not_a_listening_socket_is_refused() {
-        let file = std::fs::File::open("/dev/null").unwrap();
-        use std::os::fd::AsRawFd;
-        assert!(check_listening_tcp(file.as_raw_fd()).is_err());
-        let bound = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        assert_eq!(
-            check_listening_tcp(bound.as_raw_fd()).unwrap_err(),
-            "not a stream socket"
-        );
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        assert_eq!(check_listening_tcp(listener.as_raw_fd()), Ok(()));
     }
 }

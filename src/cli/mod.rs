@@ -218,12 +218,7 @@ pub enum Command {
     Demo,
 }
 
-/// Restores the default SIGPIPE action, as other Unix tools have it, so
-/// that `relayctl queue | head` or `mailq | head` ends quietly when the
-/// reader goes away (Rust ignores SIGPIPE, and print! then panics).
+/// Lets SIGPIPE end the process (see [`crate::os::die_on_broken_pipe`]).
 pub fn die_on_broken_pipe() {
-    // SAFETY: sets one signal's disposition, before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    crate::os::die_on_broken_pipe();
 }

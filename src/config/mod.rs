@@ -445,7 +445,10 @@ impl Config {
     /// The banner and local-domain name: `listen.hostname`, else the
     /// system's host name.
     pub fn hostname(&self) -> String {
-        self.listen.hostname.clone().unwrap_or_else(system_hostname)
+        self.listen
+            .hostname
+            .clone()
+            .unwrap_or_else(crate::os::hostname)
     }
 
     /// The configured recipients, in order. Invalid addresses are skipped;
@@ -508,18 +511,6 @@ fn toml_error(path: &Path, text: &str, key: &str, e: &toml::de::Error) -> Config
         message = format!("{message} (line {line})");
     }
     ConfigError::one(path, key, message)
-}
-
-fn system_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length, and gethostname writes at
-    // most that many bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "localhost".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 #[cfg(test)]

@@ -93,7 +93,6 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,15 +156,16 @@ impl SpoolError {
     }
 
     fn io(op: &'static str, path: &Path, source: io::Error) -> SpoolError {
-        match source.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => SpoolError::Full {
+        if crate::os::is_disk_full(&source) {
+            SpoolError::Full {
                 path: path.to_path_buf(),
-            },
-            _ => SpoolError::Io {
+            }
+        } else {
+            SpoolError::Io {
                 op,
                 path: path.to_path_buf(),
                 source,
-            },
+            }
         }
     }
 }
@@ -368,12 +368,12 @@ impl Spool {
             .mode(0o600)
             .open(&path)
             .map_err(|e| SpoolError::io("open", &path, e))?;
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(SpoolError::Locked { path });
+        // flock(2), released when the file closes (or the process ends).
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(SpoolError::Locked { path }),
+            Err(std::fs::TryLockError::Error(e)) => Err(SpoolError::io("lock", &path, e)),
         }
-        Ok(file)
     }
 
     /// Removes what a crash left half-written in `tmp/`, and the spares.
@@ -710,9 +710,10 @@ impl Spool {
 fn ensure_dir(dir: &Path, mode: u32, enforce: bool) -> Result<(), SpoolError> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {
-            // SAFETY: geteuid has no preconditions.
-            let euid = unsafe { libc::geteuid() };
-            if enforce && meta.uid() == euid && meta.permissions().mode() & 0o7777 != mode {
+            if enforce
+                && meta.uid() == crate::os::euid()
+                && meta.permissions().mode() & 0o7777 != mode
+            {
                 fs::set_permissions(dir, fs::Permissions::from_mode(mode))
                     .map_err(|e| SpoolError::io("chmod", dir, e))?;
             }
@@ -755,7 +756,7 @@ enum Listed {
 /// alerts is 40 MB of payload).
 fn read_listing(path: &Path) -> Listed {
     use std::io::Read;
-    let file = match open_nofollow(path) {
+    let file = match crate::os::open_nofollow(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Listed::Gone,
         Err(e) => return Listed::Unreadable(format!("{e}: {}", describe_owner(path))),
@@ -816,15 +817,6 @@ fn describe_owner(path: &Path) -> String {
     }
 }
 
-/// Opens a file for reading without following a symbolic link in its
-/// last component, and without blocking on a FIFO.
-fn open_nofollow(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-}
-
 /// Why a file in `incoming/` was not read.
 enum Unreadable {
     /// It vanished since the directory was read.
@@ -836,10 +828,10 @@ enum Unreadable {
 /// most `max_bytes`, never a link, a FIFO or a device.
 fn read_untrusted(path: &Path, max_bytes: u64) -> Result<Vec<u8>, Unreadable> {
     use std::io::Read;
-    let file = match open_nofollow(path) {
+    let file = match crate::os::open_nofollow(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unreadable::Gone),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+        Err(e) if crate::os::is_symlink_refused(&e) => {
             return Err(Unreadable::Because("a symbolic link".into()));
         }
         Err(e) => {
@@ -988,12 +980,7 @@ fn sync_dir_or_fs(dir: &Path, file: Option<&File>) -> Result<(), SpoolError> {
         (Err(SpoolError::Io { source, .. }), Some(file))
             if source.kind() == io::ErrorKind::PermissionDenied =>
         {
-            // SAFETY: syncfs only reads the descriptor, which `file` owns.
-            if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
-                Ok(())
-            } else {
-                Err(SpoolError::io("syncfs", dir, io::Error::last_os_error()))
-            }
+            crate::os::syncfs(file).map_err(|e| SpoolError::io("syncfs", dir, e))
         }
         (result, _) => result,
     }
