@@ -27,13 +27,12 @@ fn keys_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys").to_string()
 }
 
-fn fingerprint(name: &str) -> String {
-    let list = std::fs::read_to_string(format!("{}/fingerprints.txt", keys_dir())).unwrap();
-    list.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap()
-        .to_string()
-}
+#[path = "../tests/common/smtp.rs"]
+#[allow(dead_code)]
+mod smtp;
+#[path = "../tests/keys/fingerprints.rs"]
+mod test_keys;
+use test_keys::fingerprint;
 
 fn config_text(spool: &Path, key: &str) -> String {
     format!(
@@ -227,31 +226,9 @@ fn process_cpu(pid: u32) -> Duration {
 }
 
 /// Sends one alert; returns the queue id from the 250.
+/// One alert, as OSSEC's maild sends it (the tests' client).
 fn submit(port: u16, msg: &[u8]) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_nodelay(true).unwrap();
-    let mut buf = [0u8; 512];
-    let mut reply = |s: &mut TcpStream| {
-        let n = s.read(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
-    reply(&mut s);
-    for cmd in [
-        &b"Helo notify.ossec.net\r\n"[..],
-        b"Mail From: <ossecm@mon>\r\n",
-        b"Rcpt To: <root@localhost>\r\n",
-        b"DATA\r\n",
-    ] {
-        s.write_all(cmd).unwrap();
-        reply(&mut s);
-    }
-    s.write_all(msg).unwrap();
-    s.write_all(b"\r\n.\r\n").unwrap();
-    let done = reply(&mut s);
-    assert!(done.starts_with("250"), "{done}");
-    s.write_all(b"QUIT\r\n").unwrap();
-    reply(&mut s);
-    done.trim_end().rsplit(' ').next().unwrap_or("").to_string()
+    smtp::submit(port, "root@localhost", msg).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn end_to_end() {

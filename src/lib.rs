@@ -25,6 +25,7 @@ pub mod encrypt;
 pub mod ingest;
 pub mod message;
 pub mod os;
+pub mod reply;
 pub mod route;
 pub mod runtime;
 pub mod securedrop;

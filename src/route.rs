@@ -22,11 +22,7 @@ pub struct Address {
 impl Address {
     /// Parses `local@domain`, with or without angle brackets.
     pub fn parse(s: &str) -> Result<Address, String> {
-        let t = s.trim();
-        let t = t
-            .strip_prefix('<')
-            .and_then(|t| t.strip_suffix('>'))
-            .unwrap_or(t);
+        let t = strip_angles(s);
         let (local, domain) = t
             .rsplit_once('@')
             .ok_or_else(|| format!("{s:?} is not an address of the form name@domain"))?;
@@ -61,6 +57,14 @@ impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// An address without the white space and the angle brackets around it.
+fn strip_angles(s: &str) -> &str {
+    let t = s.trim();
+    t.strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .unwrap_or(t)
 }
 
 fn valid_local(local: &str) -> bool {
@@ -168,11 +172,7 @@ impl Router {
         if depth > MAX_ALIAS_DEPTH {
             return Err(RouteError::AliasLoop(addr.to_string()));
         }
-        let t = addr.trim();
-        let t = t
-            .strip_prefix('<')
-            .and_then(|t| t.strip_suffix('>'))
-            .unwrap_or(t);
+        let t = strip_angles(addr);
         let (local, domain) = match t.rsplit_once('@') {
             Some((l, d)) => (l, Some(d.to_ascii_lowercase())),
             None => (t, None),

@@ -1,7 +1,7 @@
 //! The EHLO capabilities: any reply lines give a consistent answer.
 #![no_main]
 
-use alert_relay::deliver::reply::{Capabilities, Reply};
+use alert_relay::reply::{Capabilities, Reply};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

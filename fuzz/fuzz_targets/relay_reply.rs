@@ -3,7 +3,7 @@
 //! panic, never control characters in the text.
 #![no_main]
 
-use alert_relay::deliver::reply::{MAX_LINE, MAX_LINES, ReplyParser};
+use alert_relay::reply::{MAX_LINE, MAX_LINES, ReplyParser};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,12 +9,14 @@ use alert_relay::context::Context;
 use alert_relay::ingest::session::{Session, Step};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../../tests/keys/fingerprints.rs"]
+mod test_keys;
+
 fn context() -> &'static Context {
     static C: OnceLock<Context> = OnceLock::new();
     C.get_or_init(|| {
         let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/keys");
-        let fpr = std::fs::read_to_string(format!("{keys}/fingerprints.txt")).unwrap();
-        let fpr = fpr.lines().find_map(|l| l.strip_prefix("alerts ")).unwrap().to_string();
+        let fpr = test_keys::fingerprint("alerts");
         let text = format!(
             "[listen]\naddresses = [\"127.0.0.1:2525\"]\nhostname = \"mon\"\nmax_recipients = 3\n\
              [relay]\nhost = \"r\"\nsender = \"a@b.c\"\n\

@@ -18,10 +18,10 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 pub use super::error::{Class, DeliverError, Stage};
-pub use super::reply::Reply;
-use super::reply::{Capabilities, ReplyParser};
 use super::tls::{CertInfo, Tls};
 use crate::config::TlsMode;
+pub use crate::reply::Reply;
+use crate::reply::{Capabilities, ReplyParser};
 
 /// A byte stream to the relay, plain or TLS.
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -372,7 +372,7 @@ impl<S: Stream> Conn<S> {
     }
 
     /// Reads up to and including the next LF into `line`, but never more
-    /// than [`super::reply::MAX_LINE`] bytes (plus one, so the parser can
+    /// than [`crate::reply::MAX_LINE`] bytes (plus one, so the parser can
     /// say the line was too long).
     async fn read_line(
         &mut self,
@@ -394,14 +394,14 @@ impl<S: Stream> Conn<S> {
                     error: "the relay closed the connection".into(),
                 });
             }
-            let room = super::reply::MAX_LINE + 1 - line.len();
+            let room = crate::reply::MAX_LINE + 1 - line.len();
             let (take, done) = match available.iter().position(|&b| b == b'\n') {
                 Some(pos) if pos < room => (pos + 1, true),
                 _ => (available.len().min(room), false),
             };
             line.extend_from_slice(&available[..take]);
             self.io.consume(take);
-            if done || line.len() > super::reply::MAX_LINE {
+            if done || line.len() > crate::reply::MAX_LINE {
                 return Ok(());
             }
         }

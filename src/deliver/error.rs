@@ -4,8 +4,8 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::reply::Reply;
 use super::tls::{CertInfo, TlsSetupError};
+use crate::reply::Reply;
 
 /// Where a conversation with the relay failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

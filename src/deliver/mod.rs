@@ -2,6 +2,5 @@
 //! ([`client`], [`tls`]).
 pub mod client;
 pub mod error;
-pub mod reply;
 pub mod runner;
 pub mod tls;

@@ -371,13 +371,13 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/keys/{name}"))
     }
 
-    fn fpr_of(name: &str) -> String {
-        let list = std::fs::read_to_string(key("fingerprints.txt")).unwrap();
-        list.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .unwrap()
-            .to_string()
+    mod test_keys {
+        include!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/fingerprints.rs"
+        ));
     }
+    use test_keys::fingerprint as fpr_of;
 
     #[test]
     fn armored_and_binary_keys_load_with_their_fingerprint() {

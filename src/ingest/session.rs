@@ -10,45 +10,11 @@
 //! (`Helo x`, `Mail From: <x>`, `Rcpt To: <x>`). The command line length
 //! limit is enforced by the I/O loop before a line gets here.
 
-use std::fmt;
-
 use smtp_proto::{Error as ParseError, Request};
 
 use crate::context::Context;
+pub use crate::reply::Reply;
 use crate::route::{Recipient, RouteError};
-
-/// One SMTP reply, possibly multi-line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    pub fn new(code: u16, text: impl Into<String>) -> Reply {
-        Reply {
-            code,
-            lines: vec![text.into()],
-        }
-    }
-
-    /// The reply as it goes on the wire, CRLF-terminated.
-    pub fn to_wire(&self) -> Vec<u8> {
-        let mut out = String::new();
-        let last = self.lines.len().saturating_sub(1);
-        for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            out.push_str(&format!("{}{sep}{line}\r\n", self.code));
-        }
-        out.into_bytes()
-    }
-}
-
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.code, self.lines.join(" / "))
-    }
-}
 
 /// What the I/O loop must do after a command.
 #[derive(Debug, PartialEq, Eq)]
@@ -322,6 +288,13 @@ pub enum DataFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod test_keys {
+        include!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/keys/fingerprints.rs"
+        ));
+    }
     use crate::config::Config;
     use std::path::Path;
 
@@ -347,13 +320,7 @@ fingerprint = "JOURNALIST"
 [aliases]
 root = "alerts@example.org"
 "#;
-        let fprs = std::fs::read_to_string(format!("{keys}/fingerprints.txt")).unwrap();
-        let fpr = |name: &str| {
-            fprs.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name} ")))
-                .unwrap()
-                .to_string()
-        };
+        let fpr = test_keys::fingerprint;
         let text = text
             .replace("KEYS", keys)
             .replace("ALERTS", &fpr("alerts"))

@@ -536,7 +536,13 @@ impl Spool {
 
     /// Reads one queued entry.
     pub fn read(&self, id: &QueueId) -> Result<Entry, SpoolError> {
-        let path = self.dir("queue").join(id.file_name());
+        self.read_from("queue", id)
+    }
+
+    /// Reads the entry `id` in spool directory `dir`; a file that is not
+    /// an entry is an error saying what is wrong with it.
+    pub(super) fn read_from(&self, dir: &str, id: &QueueId) -> Result<Entry, SpoolError> {
+        let path = self.dir(dir).join(id.file_name());
         let bytes = fs::read(&path).map_err(|e| SpoolError::io("read", &path, e))?;
         Entry::decode(&bytes).map_err(|reason| SpoolError::Io {
             op: "parse",

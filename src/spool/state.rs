@@ -225,13 +225,7 @@ impl Spool {
 
     /// Reads a held entry.
     pub fn read_held(&self, id: &QueueId) -> Result<Entry, SpoolError> {
-        let path = self.dir("held").join(format!("{id}{MSG_SUFFIX}"));
-        let bytes = fs::read(&path).map_err(|e| SpoolError::io("read", &path, e))?;
-        Entry::decode(&bytes).map_err(|reason| SpoolError::Io {
-            op: "parse",
-            path,
-            source: io::Error::new(io::ErrorKind::InvalidData, reason),
-        })
+        self.read_from("held", id)
     }
 
     /// Replaces a held original by its encrypted outgoing message (same

@@ -35,7 +35,7 @@ pub fn run(suite: &Suite) -> Outcome {
                     }
                     let marker = suite.marker("burst", n, 0);
                     match submit(install.port, RCPT, &alert(RCPT, &marker)) {
-                        Ok(()) => acked.lock().unwrap().push(marker),
+                        Ok(_) => acked.lock().unwrap().push(marker),
                         Err(_) => {
                             refused.fetch_add(1, Ordering::Relaxed);
                         }

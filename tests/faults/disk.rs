@@ -33,7 +33,7 @@ pub fn run(suite: &Suite) -> Outcome {
     for n in 0..2000 {
         let marker = suite.marker("disk", n, 0);
         match submit(install.port, RCPT, &alert(RCPT, &marker)) {
-            Ok(()) => acked.push(marker),
+            Ok(_) => acked.push(marker),
             Err(reply) => {
                 full_reply = Some(reply);
                 break;

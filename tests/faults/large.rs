@@ -45,7 +45,7 @@ pub fn run(suite: &Suite) -> Outcome {
                     let deadline = Instant::now() + Duration::from_secs(240);
                     loop {
                         match submit(install.port, TO, &body) {
-                            Ok(()) => {
+                            Ok(_) => {
                                 acked.lock().unwrap().push(marker);
                                 break;
                             }

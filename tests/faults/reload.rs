@@ -55,7 +55,7 @@ pub fn run(suite: &Suite) -> Outcome {
                     // A session keeps the config it started with.
                     let began = origin.elapsed();
                     match submit(install.port, OPS, &alert(OPS, &marker)) {
-                        Ok(()) => acked.lock().unwrap().push((marker, began)),
+                        Ok(_) => acked.lock().unwrap().push((marker, began)),
                         Err(e) => refused.lock().unwrap().push(e),
                     }
                 }

@@ -3,13 +3,12 @@
 //! what the relay received (decrypted by GnuPG), and the leak watch.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use crate::common::submit;
 use crate::common::{Gpg, RELAY_PASSWORD, Setup, armored_block};
 
 /// Where the scenarios send alerts: a Curve25519 key, so that GnuPG can
@@ -138,59 +137,6 @@ pub fn alert(to: &str, marker: &str) -> Vec<u8> {
          sshd[4711]: Failed password for invalid user {marker} from 192.0.2.7 port 52022 ssh2\r\n"
     )
     .into_bytes()
-}
-
-/// Submits one alert on a connection of its own, reading one reply per
-/// command as OSSEC's maild does. `Ok` only for a 250 to the data; the
-/// error says what went wrong ("connect: ..." or the reply).
-pub fn submit(port: u16, rcpt: &str, body: &[u8]) -> Result<(), String> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect: {e}"))?;
-    let io = |e: std::io::Error| format!("i/o: {e}");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .map_err(io)?;
-    s.set_write_timeout(Some(Duration::from_secs(20)))
-        .map_err(io)?;
-    let mut r = BufReader::new(s.try_clone().map_err(io)?);
-    expect(&mut r, 220)?;
-    let commands = [
-        ("HELO mon.example.org".to_string(), 250),
-        ("MAIL FROM:<ossecm@mon.example.org>".to_string(), 250),
-        (format!("RCPT TO:<{rcpt}>"), 250),
-        ("DATA".to_string(), 354),
-    ];
-    for (line, want) in commands {
-        s.write_all(format!("{line}\r\n").as_bytes()).map_err(io)?;
-        expect(&mut r, want)?;
-    }
-    // One write: two small ones in a row would wait for a delayed ACK
-    // (Nagle), 40 ms per alert.
-    s.write_all(&[body, b".\r\n"].concat()).map_err(io)?;
-    expect(&mut r, 250)?;
-    let _ = s.write_all(b"QUIT\r\n");
-    Ok(())
-}
-
-/// Reads one reply; `Err` holds its last line unless its code is `want`.
-fn expect(r: &mut impl BufRead, want: u16) -> Result<(), String> {
-    loop {
-        let mut line = String::new();
-        match r.read_line(&mut line) {
-            Ok(0) => return Err("connection closed".into()),
-            Ok(_) => {}
-            Err(e) => return Err(format!("i/o: {e}")),
-        }
-        if line.as_bytes().get(3) == Some(&b'-') {
-            continue;
-        }
-        let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-        return if code == want {
-            Ok(())
-        } else {
-            Err(line.trim_end().to_string())
-        };
-    }
 }
 
 /// A throwaway install whose daemon listens on a fixed port (it must keep

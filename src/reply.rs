@@ -1,6 +1,7 @@
-//! What the relay says: replies (RFC 5321 section 4.2) and the EHLO
-//! capabilities, parsed from untrusted bytes, bounded, with no I/O here
-//! (the fuzz targets `relay_reply` and `ehlo` drive these directly).
+//! SMTP replies (RFC 5321 section 4.2), both ways: what the SMTP server
+//! answers local clients ([`Reply::to_wire`]), and what the relay says,
+//! parsed from untrusted bytes, bounded, with its EHLO capabilities. No
+//! I/O here (the fuzz targets `relay_reply` and `ehlo` drive the parser).
 //!
 //! Anyone on the path to the relay can send anything before TLS, and a
 //! hostile or broken relay after it: every line and every reply is capped
@@ -18,7 +19,7 @@ pub const MAX_LINES: usize = 100;
 /// The most bytes in one reply.
 pub const MAX_REPLY: usize = 64 << 10;
 
-/// A reply from the relay.
+/// One SMTP reply, possibly multi-line: a code and its lines of text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub code: u16,
@@ -26,6 +27,25 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A one-line reply.
+    pub fn new(code: u16, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            lines: vec![text.into()],
+        }
+    }
+
+    /// The reply as it goes on the wire, CRLF-terminated.
+    pub fn to_wire(&self) -> Vec<u8> {
+        let mut out = String::new();
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            out.push_str(&format!("{}{sep}{line}\r\n", self.code));
+        }
+        out.into_bytes()
+    }
+
     pub fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
     }
