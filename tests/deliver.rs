@@ -494,3 +494,30 @@ fn a_relay_that_sends_an_endless_line_is_cut_off_with_the_reason() {
     assert!(taken.len() >= 2, "{taken:?}");
     assert!(taken.iter().all(|&n| n < 64 << 20), "{taken:?}");
 }
+
+#[test]
+fn a_clean_stop_after_a_delivery_reports_no_partial_writes_at_the_next_start() {
+    let relay = Relay::start(&[]);
+    let setup = Setup::new();
+    use_relay(&setup, relay.port, "");
+    let mut daemon = setup.start();
+    send_alert(&setup);
+    assert_eq!(relay.wait_messages(1).len(), 1);
+    wait_log(&daemon, "status=sent");
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait_exit().success());
+    // The delivered entry left an emptied spare in tmp/: no news.
+    let daemon = setup.start();
+    let log = daemon.log();
+    assert!(!log.contains("partial writes"), "{log}");
+    // A real partial write (a crash mid-write) is reported.
+    drop(daemon);
+    std::fs::write(
+        setup.spool().join("tmp/.66149ADF59FFE004CE300000.tmp"),
+        b"half",
+    )
+    .unwrap();
+    let daemon = setup.start();
+    let log = daemon.wait_log("removed unacknowledged partial writes from tmp/");
+    assert!(log.contains("files=1"), "{log}");
+}

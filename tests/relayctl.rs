@@ -92,8 +92,16 @@ fn fingerprint_equals_what_openssl_says_of_the_served_certificate() {
     );
     assert!(text.contains("subject:  CN=localhost"), "{text}");
     assert!(text.contains("(STARTTLS)"), "{text}");
-    // The relay saw no AUTH and no envelope.
+    // The relay saw no AUTH and no envelope, and a proper end: QUIT
+    // inside TLS (a TLS alert instead makes Postfix log a TLS problem).
     assert_eq!(relay.count("auth") + relay.count("mail"), 0);
+    let quits: Vec<String> = relay
+        .events()
+        .into_iter()
+        .filter(|e| e.contains("\"event\": \"quit\""))
+        .collect();
+    assert_eq!(quits.len(), 1, "{:?}", relay.events());
+    assert!(quits[0].contains("\"tls\": true"), "{quits:?}");
 
     let implicit = Relay::start(&["--implicit"]);
     let (code, text) = relayctl(&[
@@ -106,6 +114,7 @@ fn fingerprint_equals_what_openssl_says_of_the_served_certificate() {
         text.contains(&openssl_fingerprint("relay.pem", "sha256")),
         "{text}"
     );
+    assert_eq!(implicit.count("quit"), 1, "{:?}", implicit.events());
 }
 
 #[test]

@@ -213,7 +213,8 @@ impl Connection {
     }
 
     /// Connects as far as the relay's certificate and returns it, without
-    /// judging it (`relayctl fingerprint`). Give it settings whose TLS is
+    /// judging it (`relayctl fingerprint`), then says QUIT and ends the TLS
+    /// session with close_notify. Give it settings whose TLS is
     /// [`Tls::record_only`].
     pub async fn certificate(s: &Settings) -> Result<CertInfo, DeliverError> {
         let (tcp, _) = connect(s, &resolve(s).await?).await?;
@@ -221,16 +222,19 @@ impl Connection {
             TlsMode::Implicit => tcp,
             TlsMode::Starttls => starttls(s, tcp).await?,
         };
-        match handshake(s, tcp).await {
-            Err(DeliverError::Certificate {
-                presented: Some(cert),
-                ..
-            }) => Ok(*cert),
-            Err(e) => Err(e),
-            Ok(_) => Err(DeliverError::Tls(
-                "the handshake succeeded without showing a certificate".into(),
-            )),
+        let (tls, _, verifier) = handshake_with(s, tcp).await?;
+        let cert = verifier.presented().ok_or_else(|| {
+            DeliverError::Tls("the handshake succeeded without showing a certificate".into())
+        })?;
+        let mut conn = Conn::new(tls, s.timeout);
+        // Best effort: the certificate is what was asked for.
+        if s.mode == TlsMode::Implicit {
+            let _ = conn.read_reply(Stage::Greeting).await;
         }
+        let _ = conn.command(Stage::Rset, "QUIT").await;
+        let mut tls = conn.io.into_inner();
+        let _ = tokio::time::timeout(s.timeout, tls.shutdown()).await;
+        Ok(cert)
     }
 
     /// One transaction: MAIL, RCPT, DATA with the payload, after RSET when
@@ -569,6 +573,24 @@ async fn handshake(
     s: &Settings,
     tcp: TcpStream,
 ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, &'static str), DeliverError> {
+    handshake_with(s, tcp)
+        .await
+        .map(|(tls, version, _)| (tls, version))
+}
+
+/// The TLS handshake on a connected socket; with the verifier, to ask
+/// what the relay presented.
+async fn handshake_with(
+    s: &Settings,
+    tcp: TcpStream,
+) -> Result<
+    (
+        tokio_rustls::client::TlsStream<TcpStream>,
+        &'static str,
+        Arc<super::tls::Verifier>,
+    ),
+    DeliverError,
+> {
     let (connector, verifier): (_, Arc<super::tls::Verifier>) = s
         .tls
         .connector()
@@ -583,7 +605,7 @@ async fn handshake(
                 Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
                 _ => "TLS",
             };
-            Ok((tls, version))
+            Ok((tls, version, verifier))
         }
         Err(e) => {
             let rustls_error = e

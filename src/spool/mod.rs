@@ -379,13 +379,18 @@ impl Spool {
     /// Removes what a crash left half-written in `tmp/`, and the spares.
     /// Call it with the daemon lock held: nothing there was ever
     /// acknowledged.
+    /// Returns how many were partial writes: the spare files a delivery
+    /// leaves (`spare.N`, of entries already sent) are no news after a
+    /// clean stop, and are not counted.
     pub fn clean_tmp(&self) -> Result<usize, SpoolError> {
-        let mut removed = 0;
-        for (_, path) in list_dir(&self.dir("tmp"))? {
+        let mut partial = 0;
+        for (name, path) in list_dir(&self.dir("tmp"))? {
             fs::remove_file(&path).map_err(|e| SpoolError::io("remove", &path, e))?;
-            removed += 1;
+            if !name.starts_with("spare.") {
+                partial += 1;
+            }
         }
-        Ok(removed)
+        Ok(partial)
     }
 
     /// Durably adds entries to `queue/` or `held/` by their kind (daemon
@@ -1074,9 +1079,12 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(spool.read(&second.id).unwrap(), second);
 
-        // Other processes (relayctl) unlink; the daemon's next start clears spares.
+        // Other processes (relayctl) unlink; the daemon's next start clears
+        // spares, and does not count them as partial writes.
         spool.delivered(std::slice::from_ref(&second.id)).unwrap();
-        assert_eq!(spool.clean_tmp().unwrap(), 1);
+        assert_eq!(list_dir(&dir.path().join("tmp")).unwrap().len(), 1);
+        assert_eq!(spool.clean_tmp().unwrap(), 0);
+        assert!(list_dir(&dir.path().join("tmp")).unwrap().is_empty());
         let other = Spool::at(dir.path());
         let third = entry(b"third");
         Spool::open_daemon(dir.path())

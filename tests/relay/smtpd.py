@@ -153,6 +153,10 @@ class LoggingSMTP(SMTP):
         event("rset", self.session)
         return await super().smtp_RSET(arg)
 
+    async def smtp_QUIT(self, arg):
+        event("quit", self.session, tls=self.session.ssl is not None)
+        return await super().smtp_QUIT(arg)
+
 
 class RelayController(Controller):
     def factory(self):
