@@ -27,6 +27,9 @@ fn keys_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys").to_string()
 }
 
+#[path = "../tests/common/prereq.rs"]
+#[allow(dead_code)]
+mod prereq;
 #[path = "../tests/common/smtp.rs"]
 #[allow(dead_code)]
 mod smtp;

@@ -3,6 +3,8 @@
 //! sandbox rates 1.5 or better, and its stop timeout covers the daemon's
 //! SIGTERM grace.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,6 +13,7 @@ fn units() -> PathBuf {
 }
 
 fn systemd_analyze(args: &[&str], dir: &Path) -> (bool, String) {
+    common::prereq::systemd_analyze();
     let out = Command::new("systemd-analyze")
         .args(args)
         .current_dir(dir)

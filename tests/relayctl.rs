@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
-use common::{Relay, Setup, key_path, openssl_fingerprint, openssl_spki_pin};
+use common::{Gpg, Relay, Setup, key_path, openssl_fingerprint, openssl_spki_pin};
 
 fn relayctl(args: &[&str]) -> (i32, String) {
     let out = Command::new(common::RELAYCTL).args(args).output().unwrap();
@@ -568,4 +570,82 @@ fn test_with_a_bad_config_fails_at_the_config_step_and_goes_no_further() {
         "{text}"
     );
     assert!(!text.contains("TCP"), "{text}");
+}
+
+/// The value `relayctl fingerprint` or `relayctl key` printed for `key`.
+fn printed(text: &str, prefix: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
+        .to_string()
+}
+
+#[test]
+fn the_readme_five_steps_take_the_minimal_config_to_a_delivered_alert() {
+    // The README's "Use it with your own relay", against aiosmtpd: the
+    // minimal config, its two values filled in from what relayctl prints.
+    let relay = Relay::start(&[]);
+    let setup = Setup::new();
+    let (code, fpr_text) = relayctl(&["fingerprint", &format!("127.0.0.1:{}", relay.port)]);
+    assert_eq!(code, 0, "{fpr_text}");
+    let pins = printed(&fpr_text, "fingerprints = ");
+    let (code, key_text) = relayctl(&["key", common::key_path("alerts.asc").to_str().unwrap()]);
+    assert_eq!(code, 0, "{key_text}");
+    let fingerprint = printed(&key_text, "fingerprint = ");
+    let pw = setup.path("sasl_password");
+    std::fs::write(&pw, format!("{}\n", common::RELAY_PASSWORD)).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let minimal =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/minimal.toml"))
+            .unwrap();
+    let config = minimal
+        .replace("host = \"smtp.example.net\"", "host = \"127.0.0.1\"")
+        .replace("port = 587", &format!("port = {}", relay.port))
+        .replace(
+            "fingerprints = [\"sha256-spki:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"]",
+            &format!("fingerprints = {pins}"),
+        )
+        .replace("username = \"alerts\"", "username = \"ossec\"")
+        .replace("/etc/alert-relay/sasl_password", pw.to_str().unwrap())
+        .replace(
+            "/etc/alert-relay/alerts.asc",
+            common::key_path("alerts.asc").to_str().unwrap(),
+        )
+        .replace("\"0000000000000000000000000000000000000000\"", &fingerprint)
+        .replace(
+            "[relay]",
+            &format!("[queue]\ndir = \"{}\"\n\n[relay]", setup.spool().display()),
+        );
+    assert_ne!(config, minimal);
+    setup.write_config(&config);
+    let check = setup.relayctl(&["check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let (code, said) = test_against(&setup, &["--to", "root"]);
+    assert_eq!(code, 0, "{said}");
+    let got = relay.wait_messages(1);
+    assert_eq!(got.len(), 1);
+    assert!(common::contains(
+        &Gpg::with_keys(&["alerts"]).decrypt(&got[0]),
+        b"If you can read this, alerts reach you encrypted."
+    ));
+}
+
+#[test]
+fn the_minimal_config_as_shipped_names_what_to_fill_in() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/minimal.toml");
+    let out = Command::new(common::RELAYCTL)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{said}");
+    assert!(
+        said.contains("recipients[0].key: cannot read the key file /etc/alert-relay/alerts.asc"),
+        "{said}"
+    );
 }

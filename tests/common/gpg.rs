@@ -21,6 +21,7 @@ pub struct Gpg {
 impl Gpg {
     /// A GnuPG home with the secret keys of `names` imported.
     pub fn with_keys(names: &[&str]) -> Gpg {
+        super::prereq::gpg();
         let home = tempfile::tempdir().unwrap();
         std::fs::set_permissions(
             home.path(),
@@ -126,6 +127,39 @@ pub fn armored_block(message: &[u8]) -> &[u8] {
 /// recipients' secret keys.
 pub fn plain(entry: &Entry) -> Vec<u8> {
     static GPG: std::sync::OnceLock<Gpg> = std::sync::OnceLock::new();
-    GPG.get_or_init(|| Gpg::with_keys(&["alerts", "journalist"]))
-        .decrypt(&entry.payload)
+    static HOME: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    /// At exit (a static is never dropped): the shared home's agent and
+    /// the home itself, with its secret keys, go too.
+    extern "C" fn clean_up() {
+        if let Some(home) = HOME.get() {
+            kill_agent(home);
+            let _ = std::fs::remove_dir_all(home);
+        }
+    }
+    GPG.get_or_init(|| {
+        let gpg = Gpg::with_keys(&["alerts", "journalist"]);
+        let _ = HOME.set(gpg.home.path().to_path_buf());
+        // SAFETY: registers a plain function, run once at process exit.
+        unsafe { libc::atexit(clean_up) };
+        gpg
+    })
+    .decrypt(&entry.payload)
+}
+
+/// Stops the gpg-agent that GnuPG started for `home`: it would otherwise
+/// outlive the test, holding the secret keys in memory.
+fn kill_agent(home: &Path) {
+    let _ = Command::new("gpgconf")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--kill", "gpg-agent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        kill_agent(self.home.path());
+    }
 }

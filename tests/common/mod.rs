@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub mod daemon;
 pub mod gpg;
+pub mod prereq;
 pub mod relay;
 pub mod smtp;
 pub mod users;

@@ -29,6 +29,7 @@ impl Relay {
 
     /// Starts the relay under `wrapper` (e.g. `ip netns exec NS`).
     pub fn start_in(wrapper: &[&str], port: u16, args: &[&str]) -> Relay {
+        super::prereq::aiosmtpd();
         let outdir = tempfile::tempdir().unwrap();
         let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
         let mut cmd = match wrapper.split_first() {
@@ -144,6 +145,7 @@ impl Drop for Relay {
 /// `openssl x509 -fingerprint` of a certificate in certs/, as the admin
 /// would compute it: ("SHA1", "AB:CD:...").
 pub fn openssl_fingerprint(cert: &str, digest: &str) -> String {
+    super::prereq::openssl();
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("certs")
         .join(cert);
@@ -164,6 +166,7 @@ pub fn openssl_fingerprint(cert: &str, digest: &str) -> String {
 
 /// The SPKI pin of a certificate in certs/, computed with openssl.
 pub fn openssl_spki_pin(cert: &str) -> String {
+    super::prereq::openssl();
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("certs")
         .join(cert);

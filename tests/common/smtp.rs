@@ -158,6 +158,7 @@ fn expect(r: &mut impl BufRead, want: u16) -> Result<String, String> {
 /// Runs a Python `script` with `args`, `stdin` on its standard input;
 /// returns what it printed, trimmed.
 pub fn python(script: &str, args: &[&str], stdin: &[u8]) -> String {
+    super::prereq::python3();
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(script)

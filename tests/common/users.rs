@@ -43,18 +43,19 @@ pub const DAEMON: &str = "alert-relay";
 pub const ALICE: &str = "ar-test-alice";
 pub const BOB: &str = "ar-test-bob";
 
-/// The accounts, or `None` (with the reason printed) when the tests do
-/// not run as root.
-pub fn ensure(test: &str) -> Option<[User; 3]> {
-    if !is_root() {
-        eprintln!("SKIPPED {test}: needs root to create users and hand files to them");
-        return None;
-    }
+/// The accounts. The tests that call it are `#[ignore]`d unless run as
+/// root (`./test.sh` as root includes them): run otherwise, they fail
+/// saying so, never pass.
+pub fn ensure(test: &str) -> [User; 3] {
+    assert!(
+        is_root(),
+        "{test}: needs root to create users and hand files to them (./test.sh as root)"
+    );
     // One test binary at a time adds users (useradd locks /etc/passwd,
     // and a second one fails on what the first just made).
     let lock = std::fs::File::create("/tmp/alert-relay-test-users.lock").unwrap();
     lock.lock().unwrap();
-    let users = [DAEMON, ALICE, BOB].map(|name| {
+    [DAEMON, ALICE, BOB].map(|name| {
         if let Some(u) = User::by_name(name) {
             return u;
         }
@@ -71,8 +72,7 @@ pub fn ensure(test: &str) -> Option<[User; 3]> {
             .expect("useradd (Debian's passwd package)");
         User::by_name(name)
             .unwrap_or_else(|| panic!("useradd {name}: {}", String::from_utf8_lossy(&out.stderr)))
-    });
-    Some(users)
+    })
 }
 
 /// Sets owner, group and mode of `path`.

@@ -1,0 +1,71 @@
+#!/bin/sh
+# The tests, on a machine with a Rust toolchain and nothing else: installs
+# what they need when it is missing, then runs `cargo test` (any arguments
+# go to cargo, e.g. --no-default-features --features crypto-nettle).
+#
+# - Debian packages (python3, gnupg, openssl, systemd, iproute2, nftables,
+#   passwd, util-linux): installed with apt-get when run as root; else this
+#   names them and stops.
+# - aiosmtpd, the tests' SMTP relay: into a virtual environment of the
+#   project's own (target/test-venv) when python3 cannot import it, whose
+#   python3 the tests then find first on PATH.
+# - Run as root, the tests that need it (other users, a setgid sendmail,
+#   mounts, network namespaces) run too; otherwise they are reported as
+#   ignored, with the reason.
+set -eu
+cd "$(dirname "$0")"
+
+say() { printf 'test.sh: %s\n' "$*" >&2; }
+
+root=no
+[ "$(id -u)" = 0 ] && root=yes
+
+# command -> Debian package that provides it
+missing=
+for pair in python3:python3 gpg:gnupg openssl:openssl systemd-analyze:systemd \
+            ip:iproute2 nft:nftables useradd:passwd setpriv:util-linux; do
+    cmd=${pair%%:*}
+    pkg=${pair#*:}
+    command -v "$cmd" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 \
+        || missing="$missing $pkg"
+done
+# The venv module is in its own package on Debian.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import aiosmtpd' 2>/dev/null \
+    && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    missing="$missing python3-venv"
+fi
+if [ -n "$missing" ]; then
+    if [ "$root" = yes ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing:$missing"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        # shellcheck disable=SC2086
+        apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    else
+        say "missing:$missing"
+        say "install them (as root: apt-get install$missing), or run this as root"
+        exit 1
+    fi
+fi
+
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+    venv=target/test-venv
+    if [ ! -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c 'import aiosmtpd' 2>/dev/null; then
+        say "installing aiosmtpd into $venv"
+        python3 -m venv "$venv"
+        "$venv/bin/python3" -m pip install --quiet aiosmtpd
+    fi
+    PATH=$PWD/$venv/bin:$PATH
+    export PATH
+fi
+
+if [ "$root" = yes ]; then
+    # --include-ignored goes to the test binaries, after a `--`.
+    for arg in "$@"; do
+        if [ "$arg" = -- ]; then
+            exec cargo test "$@" --include-ignored
+        fi
+    done
+    exec cargo test "$@" -- --include-ignored
+fi
+exec cargo test "$@"
