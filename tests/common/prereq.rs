@@ -3,6 +3,7 @@
 //! what installs it, instead of failing every test far below the cause.
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -25,7 +26,10 @@ fn need(what: &str, program: &str, args: &[&str], install: &str) {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!(
+        // Straight to the descriptor: the test harness captures
+        // eprintln!, and the exit below would throw the capture away.
+        let _ = writeln!(
+            std::io::stderr(),
             "\nmissing test prerequisite: {what}. Run ./test.sh, which installs what the tests \
              need, or: {install}\n"
         );
