@@ -88,9 +88,9 @@ pub fn die_on_broken_pipe() {
 ///
 /// glibc gives each thread that meets contention an arena of its own and
 /// keeps freed memory there: with the blocking pool's threads (spool
-/// writes, encryption), 10,000 alerts queued and delivered peaked at
-/// 42.6 MiB, against 34.5 MiB with two arenas (tests/faults, burst-memory,
-/// debug build). And glibc raises its mmap threshold to the size of each
+/// writes, encryption), the daemon's peak with 10,000 alerts queued and
+/// delivered was about a fifth higher than with two arenas (tests/faults,
+/// burst-memory, measures it). And glibc raises its mmap threshold to the size of each
 /// large block freed (up to 32 MiB), after which large messages come from
 /// the heap, which keeps their pages: a fixed threshold keeps the
 /// resident size near what the messages in flight hold (tests/faults,

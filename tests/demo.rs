@@ -4,11 +4,18 @@ mod common;
 
 #[test]
 fn demo_runs_the_path_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(common::RELAYCTL)
         .arg("demo")
-        .env("TMPDIR", tempfile::tempdir().unwrap().keep())
+        .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
+    // The demo's key, certificate, config and spool are gone with it.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the demo left {left:?} behind");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -1,5 +1,5 @@
 //! The man pages in `packaging/man/` are rendered from the command-line
-//! definition (`src/cli.rs`), so they cannot drift from `--help`. This test
+//! definition (`src/cli/mod.rs`), so they cannot drift from `--help`. This test
 //! fails when a committed page differs from what the definition renders;
 //! `UPDATE_MAN=1 cargo test --test man` rewrites them. `sendmail.8` is
 //! written by hand, since sendmail's command line is sendmail's own; it is

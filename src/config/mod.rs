@@ -1,4 +1,5 @@
-//! The configuration file, `relay.toml` (DESIGN.md section 2).
+//! The configuration file, `relay.toml`; `config/relay.toml` documents
+//! every key.
 //!
 //! Loading has two layers. [`Config::load`] parses and validates everything
 //! that any binary needs (syntax, values, aliases, recipients) and refuses

@@ -5,9 +5,9 @@
 //!   due. It keeps the queue's entries and their retry states in memory
 //!   ([`Index`]), told of new ones by [`Arrivals`], and re-reads `queue/`
 //!   only when poked and every [`RESCAN_EVERY`]: a scan reads every state
-//!   file. With a scan per wake, 10,000 alerts queued behind a dead relay
-//!   took the daemon to 43 MiB and 21 threads; with the index, 35 MiB and
-//!   13 (tests/faults, burst-memory, debug build).
+//!   file, so a scan per wake made each new alert pay for the whole queue
+//!   behind a dead relay, in memory and blocking threads (tests/faults,
+//!   burst-memory, measures the daemon with 10,000 queued).
 //! - Everything due goes over one connection, RSET between transactions
 //!   (pipelined with the next transaction's commands when the relay offers
 //!   PIPELINING); the connection stays open for [`KEEPALIVE`] in case more

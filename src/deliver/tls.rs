@@ -1,5 +1,5 @@
 //! TLS to the relay: rustls, TLS 1.2 or 1.3 only, and the certificate
-//! checked one of two ways (DESIGN.md section 2):
+//! checked one of two ways:
 //!
 //! - with `relay.fingerprints` set, a pin match is required and sufficient
 //!   (Postfix's `fingerprint` level): the leaf certificate's SHA-1 or

@@ -7,7 +7,7 @@
 //! wrong person. A key that is the right one but cannot encrypt (expired,
 //! revoked, no encryption subkey) is not a config error for the daemon: it
 //! starts, logs the problem, and that recipient's alerts are held with a
-//! notice (DESIGN.md section 4), so one stale key never stops the others'
+//! notice (the README's design note on unusable keys), so one stale key never stops the others'
 //! alerts. `relayctl check` reports it as a failure.
 //!
 //! Validity is judged under Sequoia's `StandardPolicy` at the time of use,

@@ -1,6 +1,6 @@
 //! Encrypt: one outgoing message per recipient, built before anything
-//! touches the spool, so no alert rests on disk in plaintext (DESIGN.md
-//! section 4; `held/` is the one exception).
+//! touches the spool, so no alert rests on disk in plaintext
+//! (`held/`, encrypted to the spool's hold key, is the one exception).
 //!
 //! [`Sealer::seal`] turns a received message into the message that will
 //! leave the host for one recipient: outer headers from an allow-list

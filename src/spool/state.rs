@@ -8,7 +8,10 @@
 //!
 //! Transitions, by the runner in `deliver`:
 //!
-//! - sent: entry and state removed ([`Spool::delivered`]);
+//! - sent: state removed, entry taken out of `queue/` into `tmp/`, where
+//!   it is emptied and kept as a spare for the next entry
+//!   ([`Spool::delivered`]; the daemon splits it into
+//!   [`Spool::take_out_delivered`] and [`Spool::empty_spare`]);
 //! - deferred (4xx, timeout, network, TLS, AUTH): state rewritten with one
 //!   more attempt and the next time from `queue.retry` ([`Spool::defer`]);
 //! - failed (5xx, or older than `queue.max_lifetime`): the entry moves to

@@ -1,4 +1,4 @@
-//! The fault-injection suite (DESIGN.md section 9): "nothing lost,
+//! The fault-injection suite: "nothing lost,
 //! nothing leaked", tried the way it breaks. Each scenario drives the real
 //! binaries against aiosmtpd, counts what arrived by decrypting it with
 //! GnuPG, and prints one line of figures:
