@@ -3,9 +3,9 @@
 # what they need when it is missing, then runs `cargo test` (any arguments
 # go to cargo, e.g. --no-default-features --features crypto-nettle).
 #
-# - Debian packages (python3, gnupg, openssl, systemd, iproute2, nftables,
-#   passwd, util-linux): installed with apt-get when run as root; else this
-#   names them and stops.
+# - Debian packages (python3, gnupg, openssl, systemd; as root also
+#   iproute2, nftables, passwd, util-linux): installed with apt-get when
+#   run as root; else this names them and stops.
 # - aiosmtpd, the tests' SMTP relay: into a virtual environment of the
 #   project's own (target/test-venv) when python3 cannot import it, whose
 #   python3 the tests then find first on PATH.
@@ -20,17 +20,22 @@ say() { printf 'test.sh: %s\n' "$*" >&2; }
 root=no
 [ "$(id -u)" = 0 ] && root=yes
 
-# command -> Debian package that provides it
+# command -> Debian package that provides it; the second line only for
+# the tests that run as root (accounts, namespaces, nftables).
+needed="python3:python3 gpg:gnupg openssl:openssl systemd-analyze:systemd"
+[ "$root" = yes ] && needed="$needed ip:iproute2 nft:nftables useradd:passwd setpriv:util-linux"
 missing=
-for pair in python3:python3 gpg:gnupg openssl:openssl systemd-analyze:systemd \
-            ip:iproute2 nft:nftables useradd:passwd setpriv:util-linux; do
+for pair in $needed; do
     cmd=${pair%%:*}
     pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 \
         || missing="$missing $pkg"
 done
-# The venv module is in its own package on Debian.
-if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import aiosmtpd' 2>/dev/null \
+# The venv module, for aiosmtpd's environment, is in its own package on
+# Debian.
+if ! command -v python3 >/dev/null 2>&1; then
+    missing="$missing python3-venv"
+elif ! python3 -c 'import aiosmtpd' 2>/dev/null \
     && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     missing="$missing python3-venv"
 fi
