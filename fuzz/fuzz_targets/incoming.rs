@@ -4,30 +4,12 @@
 //! message that was not built here.
 #![no_main]
 
-use std::sync::OnceLock;
-
-use alert_relay::config::Config;
-use alert_relay::context::Context;
 use alert_relay::spool::{Entry, Kind};
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/keys/fingerprints.rs"]
-mod test_keys;
-
-fn context() -> &'static Context {
-    static C: OnceLock<Context> = OnceLock::new();
-    C.get_or_init(|| {
-        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/keys");
-        let fpr = test_keys::fingerprint("alerts");
-        let text = format!(
-            "[listen]\naddresses = [\"127.0.0.1:2525\"]\nhostname = \"mon\"\n\
-             [queue]\ndir = \"/nonexistent/alert-relay-fuzz\"\n\
-             [relay]\nhost = \"r\"\nsender = \"a@b.c\"\n\
-             [[recipients]]\naddress = \"alerts@example.org\"\nkey = \"{keys}/alerts.asc\"\nfingerprint = \"{fpr}\"\n"
-        );
-        Context::new(Config::parse(&text, "fuzz.toml".as_ref()).unwrap()).unwrap()
-    })
-}
+#[path = "../common/mod.rs"]
+mod common;
+use common::context;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(entry) = Entry::decode(data) else {

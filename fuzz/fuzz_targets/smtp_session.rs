@@ -2,30 +2,12 @@
 //! reply; never a panic.
 #![no_main]
 
-use std::sync::OnceLock;
-
-use alert_relay::config::Config;
-use alert_relay::context::Context;
 use alert_relay::ingest::session::{Session, Step};
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/keys/fingerprints.rs"]
-mod test_keys;
-
-fn context() -> &'static Context {
-    static C: OnceLock<Context> = OnceLock::new();
-    C.get_or_init(|| {
-        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/keys");
-        let fpr = test_keys::fingerprint("alerts");
-        let text = format!(
-            "[listen]\naddresses = [\"127.0.0.1:2525\"]\nhostname = \"mon\"\nmax_recipients = 3\n\
-             [relay]\nhost = \"r\"\nsender = \"a@b.c\"\n\
-             [[recipients]]\naddress = \"alerts@example.org\"\nkey = \"{keys}/alerts.asc\"\nfingerprint = \"{fpr}\"\n\
-             [aliases]\nroot = \"alerts@example.org\"\n"
-        );
-        Context::new(Config::parse(&text, "fuzz.toml".as_ref()).unwrap()).unwrap()
-    })
-}
+#[path = "../common/mod.rs"]
+mod common;
+use common::context;
 
 fuzz_target!(|data: &[u8]| {
     let ctx = context();

@@ -7,34 +7,12 @@
 use std::path::Path;
 use std::process::Command;
 
-/// An account, as `getent passwd` has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-impl User {
-    pub fn by_name(name: &str) -> Option<User> {
-        let out = Command::new("getent")
-            .args(["passwd", name])
-            .output()
-            .ok()?;
-        let line = String::from_utf8(out.stdout).ok()?;
-        let fields: Vec<&str> = line.trim().split(':').collect();
-        Some(User {
-            name: fields.first()?.to_string(),
-            uid: fields.get(2)?.parse().ok()?,
-            gid: fields.get(3)?.parse().ok()?,
-        })
-    }
-}
+/// An account, from the password database.
+pub use alert_relay::os::User;
 
 /// Whether the tests run as root.
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    alert_relay::os::euid() == 0
 }
 
 /// The daemon's user and group, as packaging/debian/postinst makes them.

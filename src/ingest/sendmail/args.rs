@@ -193,10 +193,11 @@ fn take_value(args: &[String], i: &mut usize, name: &str) -> Result<String, Stri
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Result<Args, String> {
+    /// `sendmail`'s arguments after argv[0], parsed.
+    pub(in crate::ingest::sendmail) fn args(list: &[&str]) -> Result<Args, String> {
         let v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
         parse_args("sendmail", &v)
     }

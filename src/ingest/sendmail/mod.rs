@@ -219,12 +219,8 @@ fn smtp_on_stdio(ctx: crate::context::Context, dropbox: Dropbox) -> Result<(), F
 
 #[cfg(test)]
 mod tests {
+    use super::args::tests::args;
     use super::*;
-
-    fn args(list: &[&str]) -> Result<Args, String> {
-        let v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
-        parse_args("sendmail", &v)
-    }
 
     #[test]
     fn recipients_from_every_to_cc_and_bcc() {
