@@ -4,8 +4,9 @@
 # go to cargo, e.g. --no-default-features --features crypto-nettle).
 #
 # - Debian packages (python3, gnupg, openssl, systemd; as root also
-#   iproute2, nftables, passwd, util-linux): installed with apt-get when
-#   run as root; else this names them and stops.
+#   iproute2, nftables, passwd, util-linux; for crypto-nettle clang,
+#   pkg-config, nettle-dev): installed with apt-get when run as root;
+#   else this names them and stops.
 # - aiosmtpd, the tests' SMTP relay: into a virtual environment of the
 #   project's own (target/test-venv) when python3 cannot import it, whose
 #   python3 the tests then find first on PATH.
@@ -24,6 +25,10 @@ root=no
 # the tests that run as root (accounts, namespaces, nftables).
 needed="python3:python3 gpg:gnupg openssl:openssl systemd-analyze:systemd"
 [ "$root" = yes ] && needed="$needed ip:iproute2 nft:nftables useradd:passwd setpriv:util-linux"
+# The crypto-nettle backend builds against Nettle with bindgen.
+case " $* " in
+*crypto-nettle*) needed="$needed clang:clang pkg-config:pkg-config" ;;
+esac
 missing=
 for pair in $needed; do
     cmd=${pair%%:*}
@@ -31,6 +36,10 @@ for pair in $needed; do
     command -v "$cmd" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 \
         || missing="$missing $pkg"
 done
+case " $* " in
+*crypto-nettle*)
+    pkg-config --exists nettle hogweed 2>/dev/null || missing="$missing nettle-dev" ;;
+esac
 # The venv module, for aiosmtpd's environment, is in its own package on
 # Debian.
 if ! command -v python3 >/dev/null 2>&1; then

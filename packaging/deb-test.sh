@@ -71,6 +71,12 @@ expect_mode /var/spool/alert-relay/queue alert-relay:alert-relay 700
 pass "mailq and newaliases link to sendmail"
 [ -f /usr/share/man/man8/relayctl-test.8.gz ] || [ -f /usr/share/man/man8/relayctl-test.8 ] || fail "no man pages"
 pass "man pages"
+[ -f /usr/share/doc/alert-relay/minimal.toml ] || fail "no minimal.toml, which the README's five steps start from"
+set +e
+out=$(relayctl check --config /usr/share/doc/alert-relay/minimal.toml 2>&1); code=$?
+set -e
+[ "$code" = 78 ] || fail "relayctl check on the shipped minimal.toml exited $code, want 78: $out"
+pass "minimal.toml shipped, and names what to fill in"
 unitdir=$(dirname "$(dpkg -L alert-relay | grep '/alert-relay.service$' | head -1)")
 [ -f "$unitdir/alert-relay.socket" ] || fail "no socket unit installed"
 pass "units in $unitdir"

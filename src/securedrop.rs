@@ -72,6 +72,25 @@ impl fmt::Display for ImportError {
     }
 }
 
+/// Where the key file a variable names is. SecureDrop keeps the keys in
+/// `install_files/ansible-base/` and the variables two levels below it,
+/// in `group_vars/all/site-specific`; Ansible looks names up from
+/// `ansible-base`. So with that layout the key is looked for there, and
+/// beside the variables file otherwise (an admin who copied both into
+/// one directory), or when it is only there.
+fn key_path(site_specific: &Path, name: &str) -> PathBuf {
+    let beside = site_specific.parent().unwrap_or(Path::new("."));
+    let ansible_base = beside
+        .parent()
+        .filter(|_| beside.file_name().is_some_and(|n| n == "all"))
+        .filter(|group_vars| group_vars.file_name().is_some_and(|n| n == "group_vars"))
+        .and_then(Path::parent);
+    match ansible_base.map(|base| base.join(name)) {
+        Some(path) if path.exists() || !beside.join(name).exists() => path,
+        _ => beside.join(name),
+    }
+}
+
 /// The top-level variables of a flat YAML file.
 #[derive(Debug, Default)]
 pub struct Vars {
@@ -238,8 +257,7 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
             .filter(|v| !v.is_empty()))
     };
     let need = |name: &'static str| get(name)?.ok_or(ImportError::Missing(name));
-    // Keys are named relative to the file (SecureDrop keeps them beside it).
-    let base = site_specific.parent().unwrap_or(Path::new("."));
+    let key_path = |name: &str| key_path(site_specific, name);
 
     let host = need("smtp_relay")?;
     let port: u16 = need("smtp_relay_port")?
@@ -265,7 +283,7 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
 
     let mut recipients = vec![Recipient {
         address: need("ossec_alert_email")?.to_string(),
-        key_source: base.join(need("ossec_alert_gpg_public_key")?),
+        key_source: key_path(need("ossec_alert_gpg_public_key")?),
         key_name: "ossec.pub",
         key_variable: "ossec_alert_gpg_public_key",
         fingerprint: need("ossec_gpg_fpr")?.replace(' ', ""),
@@ -279,7 +297,7 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
     ) {
         (Some(address), Some(key), Some(fpr)) => recipients.push(Recipient {
             address: address.to_string(),
-            key_source: base.join(key),
+            key_source: key_path(key),
             key_name: "journalist.pub",
             key_variable: "journalist_alert_gpg_public_key",
             fingerprint: fpr.replace(' ', ""),
@@ -550,6 +568,27 @@ mod tests {
                 want
             );
         }
+    }
+
+    #[test]
+    fn keys_are_found_in_ansible_base_as_securedrop_keeps_them_or_beside_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("install_files/ansible-base");
+        let all = base.join("group_vars/all");
+        std::fs::create_dir_all(&all).unwrap();
+        let vars = all.join("site-specific");
+        // Neither exists yet: the error will name SecureDrop's place.
+        assert_eq!(key_path(&vars, "ossec.pub"), base.join("ossec.pub"));
+        std::fs::write(all.join("ossec.pub"), "k").unwrap();
+        assert_eq!(key_path(&vars, "ossec.pub"), all.join("ossec.pub"));
+        std::fs::write(base.join("ossec.pub"), "k").unwrap();
+        assert_eq!(key_path(&vars, "ossec.pub"), base.join("ossec.pub"));
+        // Any other layout: beside the file.
+        let flat = dir.path().join("copy/site-specific");
+        assert_eq!(
+            key_path(&flat, "ossec.pub"),
+            dir.path().join("copy/ossec.pub")
+        );
     }
 
     #[test]

@@ -101,6 +101,27 @@ fn the_imported_config_passes_relayctl_test_and_the_alert_decrypts() {
     assert!(common::contains(&inner, b"alerts reach you encrypted"));
 }
 
+#[test]
+fn in_securedrops_own_layout_the_keys_are_found_in_ansible_base() {
+    // install_files/ansible-base/ holds the keys, and
+    // group_vars/all/site-specific names them relative to it.
+    let flat = securedrop_dir(2525, "");
+    let base = flat.path().join("install_files/ansible-base");
+    let all = base.join("group_vars/all");
+    std::fs::create_dir_all(&all).unwrap();
+    for key in ["ossec.pub", "journalist.pub"] {
+        std::fs::rename(flat.path().join(key), base.join(key)).unwrap();
+    }
+    std::fs::rename(flat.path().join("site-specific"), all.join("site-specific")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (code, text) = import(&all, out.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("recipients: alerts@example.org, journalist@example.org"),
+        "{text}"
+    );
+}
+
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
