@@ -189,12 +189,14 @@ pub enum Command {
     /// sasl_password, smtp_relay_fingerprint, the ossec_* and journalist_*
     /// alert variables; writes the config to --config (default
     /// /etc/alert-relay/relay.toml), the SASL password to a 0600 file
-    /// beside it, and copies the public keys (named relative to the
-    /// variables file, as SecureDrop keeps them) beside it too. Writes
+    /// beside it, and copies the public keys beside it too. The keys are
+    /// looked for in ansible-base/ when the file is at
+    /// ansible-base/group_vars/all/site-specific, as SecureDrop keeps
+    /// them, else beside the file. Writes
     /// nothing when a variable is missing or a file exists (unless
     /// --force). Exit 78 when the written config does not pass check.
     #[command(after_help = "Examples:
-  relayctl import-securedrop ~/Persistent/securedrop/install_files/ansible-base/group_vars/all/site-specific
+  relayctl import-securedrop /root/sd/site-specific
   relayctl --config ./relay.toml import-securedrop prod-specific.yml")]
     ImportSecuredrop {
         /// SecureDrop's site-specific (or prod-specific.yml) file.
