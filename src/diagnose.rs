@@ -135,11 +135,12 @@ fn steps(opts: &Options<'_>, report: &mut Report) -> bool {
             );
         }
         (Some(_), Ok(())) => {
-            let detail = match &config.relay.password_file {
-                Some(p) => format!("{} exists and is private", p.display()),
-                None => "from the systemd credential sasl_password".into(),
-            };
-            report.step(true, "password", &detail);
+            let source = config.relay.password_source().describe();
+            report.step(
+                true,
+                "password",
+                &format!("{source} is private and not empty"),
+            );
         }
         (Some(_), Err(e)) => ok &= report.step(false, "password", &e.to_string()),
     }

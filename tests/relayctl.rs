@@ -649,3 +649,86 @@ fn the_minimal_config_as_shipped_names_what_to_fill_in() {
         "{said}"
     );
 }
+
+/// `relayctl ARGS` with `$CREDENTIALS_DIRECTORY` set, as under the unit.
+fn relayctl_with_credentials(
+    setup: &Setup,
+    creds: &std::path::Path,
+    args: &[&str],
+) -> (i32, String) {
+    let out = Command::new(common::RELAYCTL)
+        .args(args)
+        .env("ALERT_RELAY_CONFIG", setup.config_path())
+        .env("CREDENTIALS_DIRECTORY", creds)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_username_without_a_password_where_the_daemon_reads_it_fails_check_test_and_start() {
+    let relay = Relay::start(&[]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    // No relay.password_file: the password is the systemd credential.
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    let without: String = config
+        .lines()
+        .filter(|l| !l.starts_with("password_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, config);
+    setup.write_config(&without);
+    let creds = setup.path("credentials");
+    std::fs::create_dir(&creds).unwrap();
+
+    let (code, text) = relayctl_with_credentials(&setup, &creds, &["check"]);
+    assert_eq!(code, 78, "{text}");
+    assert!(
+        text.contains("relay.username")
+            && text.contains(&format!("{}/sasl_password", creds.display()))
+            && text.contains("set relay.password_file"),
+        "{text}"
+    );
+    let (code, text) = relayctl_with_credentials(&setup, &creds, &["test", "--no-send"]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("✗ password:"), "{text}");
+    assert!(!text.contains("✓ password"), "{text}");
+    assert_eq!(relay.count("auth"), 0, "{text}");
+    let daemon = Command::new(common::DAEMON)
+        .arg("--config")
+        .arg(setup.config_path())
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .unwrap();
+    assert_eq!(
+        daemon.status.code(),
+        Some(78),
+        "the daemon refuses to start"
+    );
+    assert!(String::from_utf8_lossy(&daemon.stderr).contains("sasl_password"));
+
+    // The credential where systemd puts it: every step passes, the alert arrives.
+    let pw = creds.join("sasl_password");
+    std::fs::write(&pw, format!("{}\n", common::RELAY_PASSWORD)).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, text) = relayctl_with_credentials(&setup, &creds, &["check"]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = relayctl_with_credentials(&setup, &creds, &["test"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!(
+            "✓ password: {} (the systemd credential sasl_password)",
+            pw.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("✓ AUTH"), "{text}");
+    assert!(!text.contains(common::RELAY_PASSWORD), "{text}");
+    assert_eq!(relay.wait_messages(1).len(), 1);
+}

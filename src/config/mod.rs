@@ -9,18 +9,19 @@
 //! unprivileged `sendmail` cannot read the secrets: that the password file
 //! exists and is private.
 
+mod password;
 mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::route::{Address, Recipient, Router};
+pub use password::{CREDENTIAL_SOURCE, PasswordSource};
 pub use values::{ByteSize, HumanDuration, KeyFingerprint, Pin, colon_hex};
 
 /// Where every binary looks when neither `--config` nor the environment says.
@@ -161,6 +162,14 @@ impl Relay {
             Some(d) => format!("{user}@{d}"),
             None => user.clone(),
         })
+    }
+
+    /// Where the SASL password is read from.
+    pub fn password_source(&self) -> PasswordSource {
+        match &self.password_file {
+            Some(p) => PasswordSource::File(p.clone()),
+            None => PasswordSource::Credential,
+        }
     }
 }
 
@@ -414,33 +423,23 @@ impl Config {
         problems
     }
 
-    /// Checks that need the daemon's privileges: the password file exists,
-    /// is a regular file and is readable by its owner only.
+    /// Checks that need the daemon's privileges: with `relay.username`
+    /// set, the password the daemon will read exists, is a private regular
+    /// file and is not empty (the same read as at each login, so `relayctl
+    /// check` cannot pass what the daemon will not find).
     pub fn check_secrets(&self) -> Result<(), ConfigError> {
-        let Some(file) = &self.relay.password_file else {
+        if self.relay.username.is_none() {
             return Ok(());
+        }
+        let source = self.relay.password_source();
+        let key = match source {
+            PasswordSource::File(_) => "relay.password_file",
+            PasswordSource::Credential => "relay.username",
         };
-        let err = |m: String| ConfigError::one(&self.path, "relay.password_file", m);
-        let meta = std::fs::metadata(file)
-            .map_err(|e| err(format!("cannot read {}: {e}", file.display())))?;
-        if !meta.is_file() {
-            return Err(err(format!("{} is not a regular file", file.display())));
-        }
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(err(format!(
-                "{} is readable by group or others (mode {mode:04o}); run chmod 600 {}",
-                file.display(),
-                file.display()
-            )));
-        }
-        if self.relay.username.is_some() && meta.len() == 0 {
-            return Err(err(format!(
-                "{} is empty: put the relay's password in it",
-                file.display()
-            )));
-        }
-        Ok(())
+        source
+            .read()
+            .map(drop)
+            .map_err(|m| ConfigError::one(&self.path, key, m))
     }
 
     /// The banner and local-domain name: `listen.hostname`, else the
@@ -516,6 +515,8 @@ fn toml_error(path: &Path, text: &str, key: &str, e: &toml::de::Error) -> Config
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     const GOOD: &str = r#"

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
+use crate::config::PasswordSource;
 use crate::config::{Config, TlsMode, colon_hex};
-use crate::deliver::client::{Connection, PasswordSource, Settings};
+use crate::deliver::client::{Connection, Settings};
 use crate::deliver::tls::{CertInfo, Tls};
 use crate::sysexits;
 

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 pub use super::error::{Class, DeliverError, Stage};
 use super::tls::{CertInfo, Tls};
-use crate::config::TlsMode;
+use crate::config::{PasswordSource, TlsMode};
 pub use crate::reply::Reply;
 use crate::reply::{Capabilities, ReplyParser};
 
@@ -57,10 +57,7 @@ impl Settings {
             timeout: relay.timeout.0,
             helo: helo.to_string(),
             identity: relay.sasl_identity(),
-            password: match &relay.password_file {
-                Some(p) => PasswordSource::File(p.clone()),
-                None => PasswordSource::Credential,
-            },
+            password: relay.password_source(),
         })
     }
 
@@ -68,71 +65,6 @@ impl Settings {
     pub fn relay(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
-}
-
-/// Where the SASL password comes from; read at each login, never kept.
-#[derive(Debug, Clone)]
-pub enum PasswordSource {
-    File(std::path::PathBuf),
-    /// systemd's `LoadCredential=sasl_password`.
-    Credential,
-}
-
-impl PasswordSource {
-    fn read(&self) -> Result<Zeroizing<String>, DeliverError> {
-        let path = match self {
-            PasswordSource::File(p) => p.clone(),
-            PasswordSource::Credential => match std::env::var_os("CREDENTIALS_DIRECTORY") {
-                Some(dir) => std::path::Path::new(&dir).join("sasl_password"),
-                None => {
-                    return Err(DeliverError::Password(
-                        "relay.username is set but there is no password: set \
-                         relay.password_file or the systemd credential sasl_password"
-                            .into(),
-                    ));
-                }
-            },
-        };
-        let text = Zeroizing::new(read_private(&path).map_err(DeliverError::Password)?);
-        // One line; a trailing newline from `echo pw > file` is not part of it.
-        let password = Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_string());
-        if password.is_empty() {
-            return Err(DeliverError::Password(format!(
-                "{} is empty: put the relay's password in it",
-                path.display()
-            )));
-        }
-        Ok(password)
-    }
-}
-
-/// Reads a secret file, refusing one that group or others can read, as
-/// `relayctl check` does: at every login, so that a mode changed while the
-/// daemon runs is refused too (the message is deferred with this reason).
-fn read_private(path: &std::path::Path) -> Result<String, String> {
-    use std::io::Read;
-    use std::os::unix::fs::PermissionsExt;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} is readable by group or others (mode {mode:04o}), so it is not used; \
-             run chmod 600 {}",
-            path.display(),
-            path.display()
-        ));
-    }
-    let mut text = String::new();
-    file.take(64 << 10)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(text)
 }
 
 /// An open, verified, authenticated connection to the relay.
@@ -470,7 +402,7 @@ impl<S: Stream> Conn<S> {
     ) -> Result<(), DeliverError> {
         let offered = caps.auth_mechanisms();
         let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
-        let password = password.read()?;
+        let password = password.read().map_err(DeliverError::Password)?;
         let reply = if offered.iter().any(|m| m == "PLAIN") {
             let mut token = Zeroizing::new(Vec::with_capacity(identity.len() + password.len() + 2));
             token.push(0);
