@@ -7,9 +7,10 @@
 #   iproute2, nftables, passwd, util-linux; for crypto-nettle clang,
 #   pkg-config, nettle-dev): installed with apt-get when run as root;
 #   else this names them and stops.
-# - aiosmtpd, the tests' SMTP relay: into a virtual environment of the
-#   project's own (target/test-venv) when python3 cannot import it, whose
-#   python3 the tests then find first on PATH.
+# - aiosmtpd, the tests' SMTP relay, and prometheus_client, whose parser
+#   reads `relayctl health --prometheus`: into a virtual environment of
+#   the project's own (target/test-venv) when python3 cannot import them,
+#   whose python3 the tests then find first on PATH.
 # - Run as root, the tests that need it (other users, a setgid sendmail,
 #   mounts, network namespaces) run too; otherwise they are reported as
 #   ignored, with the reason.
@@ -40,11 +41,13 @@ case " $* " in
 *crypto-nettle*)
     pkg-config --exists nettle hogweed 2>/dev/null || missing="$missing nettle-dev" ;;
 esac
-# The venv module, for aiosmtpd's environment, is in its own package on
-# Debian.
+# The Python modules the tests import; the venv module, for their
+# environment, is in its own package on Debian.
+pymods="aiosmtpd prometheus_client"
+pyimport="import $(echo $pymods | tr ' ' ',')"
 if ! command -v python3 >/dev/null 2>&1; then
     missing="$missing python3-venv"
-elif ! python3 -c 'import aiosmtpd' 2>/dev/null \
+elif ! python3 -c "$pyimport" 2>/dev/null \
     && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     missing="$missing python3-venv"
 fi
@@ -62,12 +65,13 @@ if [ -n "$missing" ]; then
     fi
 fi
 
-if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+if ! python3 -c "$pyimport" 2>/dev/null; then
     venv=target/test-venv
-    if [ ! -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c 'import aiosmtpd' 2>/dev/null; then
-        say "installing aiosmtpd into $venv"
+    if [ ! -x "$venv/bin/python3" ] || ! "$venv/bin/python3" -c "$pyimport" 2>/dev/null; then
+        say "installing $pymods into $venv"
         python3 -m venv "$venv"
-        "$venv/bin/python3" -m pip install --quiet aiosmtpd
+        # shellcheck disable=SC2086
+        "$venv/bin/python3" -m pip install --quiet $pymods
     fi
     PATH=$PWD/$venv/bin:$PATH
     export PATH

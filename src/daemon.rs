@@ -16,7 +16,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -25,6 +25,8 @@ use tokio::sync::{Semaphore, watch};
 use crate::config::{Config, ConfigError, Listen};
 use crate::context::Context;
 use crate::encrypt::HoldKey;
+use crate::health::assess::{Snapshot, assess};
+use crate::health::{self, Health};
 use crate::ingest::smtp::{self, Sink};
 use crate::spool::Arrivals;
 use crate::spool::{Spool, SpoolError};
@@ -242,10 +244,12 @@ impl Daemon {
         // before the first delivery run, so it goes out in one batch.
         let first = ctx_rx.borrow().clone();
         pickup_once(&spool, &first, &arrivals).await;
+        let health = Arc::new(Health::start(&spool, SystemTime::now()));
         let runner = tokio::spawn(crate::deliver::runner::run(
             spool.clone(),
             ctx_rx.clone(),
             arrivals.clone(),
+            health.clone(),
             stop_rx.clone(),
         ));
         tokio::spawn(pickup_loop(
@@ -257,8 +261,14 @@ impl Daemon {
         ));
         tracing::info!(spool = %spool.root().display(), "started");
         // Config validated, spool open, sockets listening: ready.
-        notify(&format!("READY=1\nSTATUS={}", status(&spool)));
-        tokio::spawn(status_loop(spool.clone(), stop_rx.clone()));
+        let watch = Watch {
+            spool: spool.clone(),
+            ctx: ctx_rx.clone(),
+            arrivals: arrivals.clone(),
+            health: health.clone(),
+        };
+        notify(&format!("READY=1\nSTATUS={}", watch.look().await));
+        let watching = tokio::spawn(watch.run(stop_rx.clone()));
 
         tokio::pin!(stop);
         loop {
@@ -285,6 +295,10 @@ impl Daemon {
         }
         // The runner finishes the transaction it is in and says QUIT.
         let _ = tokio::time::timeout(grace, runner).await;
+        // The last record says the daemon stopped, and when.
+        if let Ok(watch) = watching.await {
+            watch.save(true).await;
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -336,9 +350,6 @@ async fn bind(listen: &Listen) -> Result<Vec<TcpListener>, StartError> {
     Ok(out)
 }
 
-/// How often the STATUS= line systemd shows is refreshed.
-const STATUS_INTERVAL: Duration = Duration::from_secs(10);
-
 /// Tells systemd, when it listens; a failure is logged, never fatal.
 fn notify(state: &str) {
     if let Err(e) = crate::systemd::notify(state) {
@@ -346,27 +357,93 @@ fn notify(state: &str) {
     }
 }
 
-/// The STATUS= line: what `systemctl status alert-relay` shows.
-fn status(spool: &Spool) -> String {
-    match spool.counts() {
-        Ok(c) if c.corrupt > 0 => format!(
-            "{} queued, {} held, {} failed, {} corrupt (relayctl queue says why)",
-            c.queued, c.held, c.failed, c.corrupt
-        ),
-        Ok(c) => format!("{} queued, {} held, {} failed", c.queued, c.held, c.failed),
-        Err(e) => format!("cannot read the spool: {e}"),
-    }
+/// How long after a change of health it is written and shown.
+const CHANGE_DELAY: Duration = Duration::from_millis(200);
+
+/// The longest STATUS= line: `systemctl status` shows one line.
+const STATUS_MAX: usize = 240;
+
+/// What keeps the health record and systemd's STATUS= line current.
+struct Watch {
+    spool: Spool,
+    ctx: watch::Receiver<Arc<Context>>,
+    arrivals: Arc<Arrivals>,
+    health: Arc<Health>,
 }
 
-async fn status_loop(spool: Spool, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(STATUS_INTERVAL) => {}
-            _ = stop.changed() => return,
-        }
-        let s = spool.clone();
-        if let Ok(line) = tokio::task::spawn_blocking(move || status(&s)).await {
+impl Watch {
+    /// Every [`health::SAVE_EVERY`], and soon after a change: the record
+    /// written, STATUS= sent. Returns itself at the stop, for the last
+    /// record ([`Watch::save`] with `stopping`) once delivery has ended.
+    async fn run(self, mut stop: watch::Receiver<bool>) -> Watch {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(health::SAVE_EVERY) => {}
+                // A burst of changes is written once.
+                _ = self.health.changed() => tokio::time::sleep(CHANGE_DELAY).await,
+                _ = stop.changed() => return self,
+            }
+            let line = self.look().await;
             notify(&format!("STATUS={line}"));
+        }
+    }
+
+    /// Saves the record and returns the STATUS= line: the queue, and the
+    /// worst problem with its grade.
+    async fn look(&self) -> String {
+        self.save(false).await;
+        let spool = self.spool.clone();
+        let ctx = self.ctx.borrow().clone();
+        let record = self.health.record();
+        let assessed = tokio::task::spawn_blocking(move || {
+            let now = SystemTime::now();
+            let snapshot = Snapshot::take(&ctx, &spool, Ok(Some(record)), now);
+            let problems = assess(
+                &snapshot,
+                &ctx.config.health,
+                ctx.config.listen.max_message_size.0,
+            );
+            (snapshot.counts, problems)
+        })
+        .await;
+        let Ok((counts, problems)) = assessed else {
+            return "cannot assess health".into();
+        };
+        let mut line = match counts {
+            Ok(c) if c.corrupt > 0 => format!(
+                "{} queued, {} held, {} failed, {} corrupt",
+                c.queued, c.held, c.failed, c.corrupt
+            ),
+            Ok(c) => format!("{} queued, {} held, {} failed", c.queued, c.held, c.failed),
+            Err(e) => format!("cannot read the spool: {e}"),
+        };
+        if let Some(worst) = problems.first() {
+            line.push_str(&format!("; {}: {}", worst.grade.as_str(), worst.what));
+            if problems.len() > 1 {
+                line.push_str(&format!(" (+{} more: relayctl health)", problems.len() - 1));
+            }
+        }
+        if line.len() > STATUS_MAX {
+            let mut end = STATUS_MAX;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+            line.push_str("...");
+        }
+        line
+    }
+
+    async fn save(&self, stopping: bool) {
+        let (queued, held) = self.arrivals.counted();
+        self.health.accepted(queued, held);
+        let spool = self.spool.clone();
+        let health = self.health.clone();
+        let saved =
+            tokio::task::spawn_blocking(move || health.save(&spool, SystemTime::now(), stopping))
+                .await;
+        if let Ok(Err(e)) = saved {
+            tracing::error!("cannot write the health record: {e}");
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`spool`]: the durable queue, acknowledged only once on disk;
 //! - [`daemon`]: the process that ties them together;
 //! - [`deliver`]: the queue runner and the TLS/SASL relay client;
+//! - [`health`]: what the daemon has seen of delivery, graded with fixes;
 //! - [`control`]: what `relayctl` and `mailq` show;
 //! - [`cli`]: the command lines of `alert-relayd` and `relayctl`.
 
@@ -22,6 +23,7 @@ pub mod deliver;
 pub mod demo;
 pub mod diagnose;
 pub mod encrypt;
+pub mod health;
 pub mod ingest;
 pub mod message;
 pub mod os;

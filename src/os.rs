@@ -144,6 +144,18 @@ pub fn create_nofollow(path: &std::path::Path, mode: u32) -> io::Result<File> {
         .open(path)
 }
 
+/// Bytes an unprivileged user may still write on the file system of
+/// `path` (statvfs(3): available blocks times the fragment size).
+pub fn free_bytes(path: &std::path::Path) -> io::Result<u64> {
+    let st = rustix::fs::statvfs(path).map_err(io::Error::from)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Whether a process with this id exists (in this PID namespace).
+pub fn process_exists(pid: u32) -> bool {
+    pid != 0 && std::path::Path::new("/proc").join(pid.to_string()).exists()
+}
+
 /// What an I/O error says, where the reason decides what to do.
 pub fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))

@@ -16,19 +16,24 @@ const RULES: &[(&str, &[&str])] = &[
     (
         "os",
         &[
-            "config", "route", "encrypt", "spool", "context", "ingest", "deliver",
+            "config", "route", "encrypt", "spool", "context", "health", "ingest", "deliver",
         ],
     ),
     (
         "route",
-        &["encrypt", "spool", "context", "ingest", "deliver"],
+        &["encrypt", "spool", "context", "health", "ingest", "deliver"],
     ),
-    ("encrypt", &["spool", "context", "ingest", "deliver"]),
+    (
+        "encrypt",
+        &["spool", "context", "health", "ingest", "deliver"],
+    ),
     (
         "spool",
-        &["encrypt", "route", "context", "ingest", "deliver"],
+        &["encrypt", "route", "context", "health", "ingest", "deliver"],
     ),
-    ("context", &["spool", "ingest", "deliver"]),
+    ("context", &["spool", "health", "ingest", "deliver"]),
+    // What delivery reports and the commands read: below both.
+    ("health", &["ingest", "deliver"]),
     ("ingest", &["deliver"]),
     ("deliver", &["ingest"]),
 ];

@@ -172,7 +172,44 @@ fn status_counts_what_was_set_aside_in_corrupt() {
     let n = notify.recv(&mut buf).expect("a notification");
     let message = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(
-        message.contains("STATUS=0 queued, 0 held, 0 failed, 1 corrupt (relayctl queue says why)"),
+        message.contains(
+            "STATUS=0 queued, 0 held, 0 failed, 1 corrupt; WARNING: 1 file(s) in corrupt/"
+        ),
         "{message}"
     );
+}
+
+#[test]
+fn status_shows_the_worst_problem_while_delivery_fails() {
+    // The relay's port is closed; the thresholds shortened for the test.
+    let setup = Setup::new();
+    setup.write_config(
+        &setup.config_text("[health]\nwarn_after = \"1s\"\ncritical_after = \"2s\"\n"),
+    );
+    let path = setup.path("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut cmd = Command::new(DAEMON);
+    cmd.arg("--config")
+        .arg(setup.config_path())
+        .env("NOTIFY_SOCKET", &path);
+    let daemon = common::Daemon::start_command(cmd, &setup.path("daemon.log"));
+    daemon
+        .connect()
+        .send_message("root", b"Subject: x\r\n\r\nbody\r\n");
+    let mut buf = [0u8; 1024];
+    let mut seen = Vec::new();
+    loop {
+        let n = notify
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{e}: {seen:#?}"));
+        let message = String::from_utf8_lossy(&buf[..n]).to_string();
+        if message.contains("STATUS=1 queued, 0 held, 0 failed; CRITICAL: delivery through 127.0.0.1:1 has failed since") {
+            assert!(message.len() < 300, "one line for systemctl status: {message}");
+            break;
+        }
+        seen.push(message);
+    }
 }

@@ -134,6 +134,30 @@ pub enum Command {
   relayctl check
   relayctl --config ./relay.toml check")]
     Check,
+    /// The daemon's health, with the fix for each problem.
+    ///
+    /// Whether the daemon runs, the queue and its oldest entry, the last
+    /// delivery, the current failure and since when, the relay's
+    /// certificate (its expiry, and whether its pin survives a renewal),
+    /// each recipient key's expiry, free space under the spool. Graded
+    /// by the thresholds of [health] in relay.toml. Works with the daemon
+    /// stopped (which is CRITICAL). Run it as root or as the daemon's user.
+    /// Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: the monitoring-plugin
+    /// convention, so Nagios, Icinga or Zabbix can run it as it is.
+    #[command(after_help = "Examples:
+  relayctl health
+  relayctl health --json | jq .problems
+  relayctl health --prometheus > alert-relay.prom.tmp && mv alert-relay.prom.tmp alert-relay.prom")]
+    Health {
+        /// One JSON object: status, exit, daemon, queue, last_success,
+        /// failure, relay_certificate, totals, keys, free_bytes, problems.
+        #[arg(long, conflicts_with = "prometheus")]
+        json: bool,
+        /// Prometheus' text exposition format, for node_exporter's
+        /// textfile collector.
+        #[arg(long)]
+        prometheus: bool,
+    },
     /// Lists queued, deferred, held, failed and corrupt messages.
     ///
     /// Id, state, size, arrival, attempts, next try, recipient and last

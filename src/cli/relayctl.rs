@@ -55,6 +55,14 @@ pub fn run(cli: Relayctl) -> u8 {
         Command::Release { id } => control::release_command(&path, &id),
         Command::Delete { id, yes } => control::delete(&path, &id, yes),
         Command::Queue { json } => control::queue(&path, json),
+        Command::Health { json, prometheus } => control::health_command(
+            &path,
+            match (json, prometheus) {
+                (true, _) => control::HealthFormat::Json,
+                (_, true) => control::HealthFormat::Prometheus,
+                _ => control::HealthFormat::Text,
+            },
+        ),
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Config {
     pub recipients: Vec<RecipientConfig>,
     #[serde(default)]
     pub aliases: BTreeMap<String, AliasTargets>,
+    #[serde(default)]
+    pub health: HealthLimits,
     /// The file this was read from, for error messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -105,6 +107,37 @@ impl Default for Queue {
             dir: PathBuf::from("/var/spool/alert-relay"),
             retry: vec![m(1), m(5), m(15), m(30), m(60)],
             max_lifetime: HumanDuration(Duration::from_secs(14 * 86400)),
+        }
+    }
+}
+
+/// `[health]`: when `relayctl health` (and the daemon's warnings) grade a
+/// condition WARNING or CRITICAL.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthLimits {
+    /// The oldest queued entry, or a temporary failure, older than this
+    /// is a WARNING.
+    pub warn_after: HumanDuration,
+    /// ... and older than this, CRITICAL.
+    pub critical_after: HumanDuration,
+    /// A relay certificate pinned by its digest that expires within this.
+    pub expiry_warning: HumanDuration,
+    /// A recipient's key that stops encrypting within this.
+    pub key_expiry_warning: HumanDuration,
+    /// Free space under the spool below this.
+    pub min_free: ByteSize,
+}
+
+impl Default for HealthLimits {
+    fn default() -> Self {
+        let d = |secs: u64| HumanDuration(Duration::from_secs(secs));
+        HealthLimits {
+            warn_after: d(15 * 60),
+            critical_after: d(3600),
+            expiry_warning: d(14 * 86400),
+            key_expiry_warning: d(30 * 86400),
+            min_free: ByteSize(100 << 20),
         }
     }
 }
@@ -359,6 +392,16 @@ impl Config {
                     "{} is less than listen.max_message_size ({}): no message of the largest \
                      size could ever be taken",
                     self.listen.max_in_flight.0, self.listen.max_message_size.0
+                ),
+            );
+        }
+        if self.health.critical_after.0 < self.health.warn_after.0 {
+            bad(
+                "health.critical_after",
+                format!(
+                    "{} is shorter than health.warn_after ({}): a condition must be a \
+                     WARNING before it is CRITICAL",
+                    self.health.critical_after, self.health.warn_after
                 ),
             );
         }

@@ -3,12 +3,14 @@
 
 mod check;
 mod fingerprint;
+mod health;
 mod import;
 mod queue;
 mod release;
 
 pub use check::{check, check_command, key_command, key_report};
 pub use fingerprint::{fingerprint, fingerprint_report};
+pub use health::{Format as HealthFormat, health_command};
 pub use import::import_securedrop;
 pub use queue::{delete, flush, mailq, parse_id, queue, queue_json, queue_table};
 pub use release::{ReleaseError, release, release_command};

@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 pub use super::error::{Class, DeliverError, Stage};
 use super::tls::{CertInfo, Tls};
 use crate::config::{PasswordSource, TlsMode};
+use crate::health::CertCheck;
 pub use crate::reply::Reply;
 use crate::reply::{Capabilities, ReplyParser};
 
@@ -74,6 +75,8 @@ pub struct Connection {
     pub tls_version: &'static str,
     /// What the relay announced in EHLO over TLS.
     capabilities: Capabilities,
+    /// The relay's certificate and how it was trusted.
+    pub certificate: Option<(CertInfo, CertCheck)>,
 }
 
 /// The command/reply layer over any stream (plain before STARTTLS, TLS after).
@@ -95,19 +98,20 @@ impl Connection {
     /// TLS on a connected socket (STARTTLS or implicit, per the settings),
     /// then EHLO: the steps before AUTH.
     pub async fn secure(s: &Settings, tcp: TcpStream) -> Result<Connection, DeliverError> {
-        let (mut conn, tls_version) = match s.mode {
+        let (mut conn, tls_version, verifier) = match s.mode {
             TlsMode::Implicit => {
-                let (tls, version) = handshake(s, tcp).await?;
+                let (tls, version, verifier) = handshake_with(s, tcp).await?;
                 let mut c = Conn::new(Box::new(tls) as Box<dyn Stream>, s.timeout);
                 c.expect_code(Stage::Greeting, 220).await?;
-                (c, version)
+                (c, version, verifier)
             }
             TlsMode::Starttls => {
                 let tcp = starttls(s, tcp).await?;
-                let (tls, version) = handshake(s, tcp).await?;
+                let (tls, version, verifier) = handshake_with(s, tcp).await?;
                 (
                     Conn::new(Box::new(tls) as Box<dyn Stream>, s.timeout),
                     version,
+                    verifier,
                 )
             }
         };
@@ -116,6 +120,7 @@ impl Connection {
             conn,
             tls_version,
             capabilities,
+            certificate: verifier.trusted(),
         })
     }
 
@@ -499,15 +504,6 @@ pub async fn connect(
         }
     }
     Err(last)
-}
-
-async fn handshake(
-    s: &Settings,
-    tcp: TcpStream,
-) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, &'static str), DeliverError> {
-    handshake_with(s, tcp)
-        .await
-        .map(|(tls, version, _)| (tls, version))
 }
 
 /// The TLS handshake on a connected socket; with the verifier, to ask

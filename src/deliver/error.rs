@@ -91,45 +91,7 @@ pub enum DeliverError {
     },
 }
 
-/// What kind of failure it is: what a person must look at. The health
-/// checks count by it; `relayctl` and the logs say it in words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Class {
-    /// No conversation with the relay: DNS, TCP, timeouts, dropped
-    /// connections, answers that are not SMTP.
-    Unreachable,
-    /// STARTTLS missing, the handshake or the certificate (pin or CA).
-    Tls,
-    /// The relay refused the login, or offers no way to log in.
-    Auth,
-    /// A temporary refusal (4xx) to MAIL, RCPT or DATA.
-    Relay4xx,
-    /// A final refusal (5xx).
-    Relay5xx,
-    /// On this host: the TLS setup from the config, the password file, a
-    /// message past its lifetime.
-    Local,
-}
-
-impl Class {
-    /// The class as logs and JSON name it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Unreachable => "unreachable",
-            Class::Tls => "tls",
-            Class::Auth => "auth",
-            Class::Relay4xx => "relay-4xx",
-            Class::Relay5xx => "relay-5xx",
-            Class::Local => "local",
-        }
-    }
-}
-
-impl fmt::Display for Class {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::health::Class;
 
 impl DeliverError {
     /// A 5xx reply to this message, or its lifetime over: retrying cannot

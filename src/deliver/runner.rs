@@ -32,6 +32,7 @@ use tokio::sync::watch;
 
 use super::client::{Connection, DeliverError, Reply, Settings};
 use crate::context::Context;
+use crate::health::Health;
 use crate::spool::{Arrivals, Entry, Pending, QueueId, Spool, State};
 
 /// How long an idle connection to the relay is kept for more mail.
@@ -132,11 +133,12 @@ struct Prepared {
     settings: Result<Settings, DeliverError>,
 }
 
-/// Runs until `stop` turns true.
+/// Runs until `stop` turns true, telling `health` what each attempt did.
 pub async fn run(
     spool: Spool,
     ctx_rx: watch::Receiver<Arc<Context>>,
     arrivals: Arc<Arrivals>,
+    health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut index = Index::default();
@@ -164,7 +166,17 @@ pub async fn run(
         let Some(p) = prepared.as_ref() else { continue };
 
         index.refresh(&spool, &arrivals).await;
-        let sent = deliver_due(&spool, &ctx, &p.settings, &mut conn, &mut index, &arrivals).await;
+        let run = Run {
+            spool: &spool,
+            ctx: &ctx,
+            settings: &p.settings,
+            arrivals: &arrivals,
+            health: &health,
+        };
+        let sent = deliver_due(&run, &mut conn, &mut index).await;
+        if index.entries.is_empty() {
+            health.queue_empty();
+        }
         let next_due = index.next_due();
         if sent {
             unsynced.get_or_insert_with(Instant::now);
@@ -215,16 +227,25 @@ async fn sync_queue(spool: &Spool) {
     }
 }
 
+/// What one delivery run works with.
+struct Run<'a> {
+    spool: &'a Spool,
+    ctx: &'a Context,
+    settings: &'a Result<Settings, DeliverError>,
+    arrivals: &'a Arrivals,
+    health: &'a Health,
+}
+
 /// Delivers every due entry of the index, keeping it up to date; returns
 /// whether any was sent.
-async fn deliver_due(
-    spool: &Spool,
-    ctx: &Context,
-    settings: &Result<Settings, DeliverError>,
-    conn: &mut Option<Kept>,
-    index: &mut Index,
-    arrivals: &Arrivals,
-) -> bool {
+async fn deliver_due(run: &Run<'_>, conn: &mut Option<Kept>, index: &mut Index) -> bool {
+    let Run {
+        spool,
+        ctx,
+        settings,
+        arrivals,
+        health,
+    } = *run;
     let now = SystemTime::now();
     let due: Vec<Pending> = index
         .entries
@@ -241,6 +262,7 @@ async fn deliver_due(
         relay: settings.as_ref().map(|s| s.relay()).unwrap_or_default(),
         retry: ctx.config.queue.retry.iter().map(|d| d.0).collect(),
         now,
+        health,
     };
     let sender = ctx.sealer.sender.address.as_str().to_string();
 
@@ -271,7 +293,8 @@ async fn deliver_due(
             (Err(e), _) => (NO_TLS, Err(Unsent::Deferred(e.clone())), false),
             (Ok(_), Some(e)) => (NO_TLS, Err(Unsent::Deferred(e.clone())), false),
             (Ok(s), None) => {
-                match transact(conn, s, &sender, to, &entry.payload, &mut removals).await {
+                let envelope = (sender.as_str(), to);
+                match transact(conn, s, envelope, &entry.payload, &mut removals, health).await {
                     Err(e) => {
                         unreachable = Some(e.clone());
                         (NO_TLS, Err(Unsent::Deferred(e)), false)
@@ -290,6 +313,7 @@ async fn deliver_due(
         }
         match outcome {
             Ok(reply) => {
+                health.sent(SystemTime::now());
                 batch.log_sent(&p, to, tls, attempt, &reply);
                 index.entries.remove(&p.id);
                 removals.push(p.id).await;
@@ -410,14 +434,14 @@ impl Removals {
 async fn transact(
     conn: &mut Option<Kept>,
     settings: &Settings,
-    from: &str,
-    to: &str,
+    (from, to): (&str, &str),
     payload: &[u8],
     removals: &mut Removals,
+    health: &Health,
 ) -> Result<(&'static str, Result<Reply, DeliverError>), DeliverError> {
     loop {
         let fresh = conn.is_none();
-        let k = open_if_needed(conn, settings).await?;
+        let k = open_if_needed(conn, settings, health).await?;
         let result = match k.conn.begin(from, to, k.used).await {
             Ok(()) => {
                 removals.settle().await;
@@ -446,17 +470,26 @@ struct Kept {
 const NO_TLS: &str = "-";
 
 /// The open connection, opening one if there is none.
+/// A new connection's certificate goes into the health record: its
+/// expiry, and whether a renewal will break the pin.
 async fn open_if_needed<'c>(
     conn: &'c mut Option<Kept>,
     settings: &Settings,
+    health: &Health,
 ) -> Result<&'c mut Kept, DeliverError> {
     let kept = match conn.take() {
         Some(kept) => kept,
-        None => Kept {
-            conn: Connection::open(settings).await?,
-            last_used: Instant::now(),
-            used: false,
-        },
+        None => {
+            let opened = Connection::open(settings).await?;
+            if let Some((cert, check)) = &opened.certificate {
+                health.relay_cert(cert.for_health(&settings.relay(), *check));
+            }
+            Kept {
+                conn: opened,
+                last_used: Instant::now(),
+                used: false,
+            }
+        }
     };
     Ok(conn.insert(kept))
 }
@@ -476,6 +509,7 @@ struct Batch<'a> {
     relay: String,
     retry: Vec<Duration>,
     now: SystemTime,
+    health: &'a Health,
 }
 
 impl Batch<'_> {
@@ -513,6 +547,16 @@ impl Batch<'_> {
             // recorded stays queued and is tried again.
             Ok(Err(e)) => tracing::error!(id = %p.id, status, "cannot record the outcome: {e}"),
             Err(e) => tracing::error!(id = %p.id, status, "cannot record the outcome: {e}"),
+        }
+        match &error {
+            DeliverError::Expired { .. } => self.health.expired(),
+            e => self.health.unsent(
+                e.class(),
+                &e.to_string(),
+                &self.relay,
+                status == "failed",
+                SystemTime::now(),
+            ),
         }
         let age = delay(p);
         tracing::warn!(

@@ -35,6 +35,7 @@ use tokio_rustls::rustls::{
 use x509_cert::der::{Decode, Encode};
 
 use crate::config::{Pin, Relay, colon_hex};
+use crate::health::{CertCheck, RelayCert};
 
 /// What a relay's leaf certificate is, as an admin needs to see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +88,19 @@ impl CertInfo {
         self.pins().iter().any(|p| pins.contains(p))
     }
 
+    /// What the health record keeps of a certificate `relay` presented
+    /// and that `check` accepted.
+    pub fn for_health(&self, relay: &str, check: CertCheck) -> RelayCert {
+        RelayCert {
+            relay: relay.to_string(),
+            subject: self.subject.clone(),
+            not_after: self.not_after.map(crate::health::secs),
+            check,
+            spki_pin: Pin::SpkiSha256(self.spki_sha256).to_string(),
+            config_line: self.config_line(),
+        }
+    }
+
     /// The presented pins, ready to paste: `fingerprints = ["...", ...]`.
     pub fn config_line(&self) -> String {
         let pins: Vec<String> = self.pins().iter().map(|p| format!("\"{p}\"")).collect();
@@ -122,6 +136,8 @@ pub struct Verifier {
     check: Check,
     provider: Arc<CryptoProvider>,
     presented: Mutex<Option<CertInfo>>,
+    /// How the presented certificate was accepted, once it was.
+    accepted: Mutex<Option<CertCheck>>,
 }
 
 impl Verifier {
@@ -129,6 +145,20 @@ impl Verifier {
     /// that far.
     pub fn presented(&self) -> Option<CertInfo> {
         self.presented.lock().map(|p| p.clone()).unwrap_or(None)
+    }
+
+    /// The presented certificate and how it was trusted, once accepted
+    /// (not for [`Tls::record_only`], which judges nothing).
+    pub fn trusted(&self) -> Option<(CertInfo, CertCheck)> {
+        let check = self.accepted.lock().map(|a| *a).unwrap_or(None)?;
+        Some((self.presented()?, check))
+    }
+
+    fn accept(&self, check: CertCheck) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut slot) = self.accepted.lock() {
+            *slot = Some(check);
+        }
+        Ok(ServerCertVerified::assertion())
     }
 }
 
@@ -143,26 +173,36 @@ impl ServerCertVerifier for Verifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let info = CertInfo::from_der(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        // A key pin wins over a digest of the same certificate: it is the
+        // one that survives a renewal.
         let matched = match &self.check {
-            Check::Pins(pins) => info.matches(pins),
-            Check::Ca(_) | Check::Record => false,
+            Check::Pins(pins) if pins.contains(&Pin::SpkiSha256(info.spki_sha256)) => {
+                Some(CertCheck::SpkiPin)
+            }
+            Check::Pins(pins) if info.matches(pins) => Some(CertCheck::CertificatePin),
+            Check::Pins(_) | Check::Ca(_) | Check::Record => None,
         };
         if let Ok(mut slot) = self.presented.lock() {
             *slot = Some(info);
         }
         match &self.check {
-            Check::Pins(_) if matched => Ok(ServerCertVerified::assertion()),
+            Check::Pins(_) => match matched {
+                Some(check) => self.accept(check),
+                None => Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ApplicationVerificationFailure,
+                )),
+            },
             Check::Record => Ok(ServerCertVerified::assertion()),
-            Check::Pins(_) => Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            )),
-            Check::Ca(webpki) => webpki.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
-            ),
+            Check::Ca(webpki) => {
+                webpki.verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    server_name,
+                    ocsp_response,
+                    now,
+                )?;
+                self.accept(CertCheck::Ca)
+            }
         }
     }
 
@@ -284,6 +324,7 @@ impl Tls {
             check,
             provider: self.provider.clone(),
             presented: Mutex::new(None),
+            accepted: Mutex::new(None),
         });
         let config = ClientConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?

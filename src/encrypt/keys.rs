@@ -202,6 +202,29 @@ pub fn can_encrypt(cert: &Cert, now: SystemTime) -> Result<(), CannotEncrypt> {
     })
 }
 
+/// Until when `cert` can encrypt, seen from `now`: `Ok(None)` when it
+/// never expires, `Err` when it cannot encrypt now. The latest of its
+/// usable encryption keys' expiries, each bounded by the primary key's.
+pub fn encrypts_until(cert: &Cert, now: SystemTime) -> Result<Option<SystemTime>, CannotEncrypt> {
+    can_encrypt(cert, now)?;
+    let primary = cert
+        .with_policy(&POLICY, now)
+        .ok()
+        .and_then(|v| v.primary_key().key_expiration_time());
+    let mut until: Option<SystemTime> = Some(SystemTime::UNIX_EPOCH);
+    for key in encryption_keys(cert, now) {
+        let own = match (key.key_expiration_time(), primary) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        until = match (until, own) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+    }
+    Ok(until)
+}
+
 fn encryption_flags() -> KeyFlags {
     KeyFlags::empty()
         .set_transport_encryption()

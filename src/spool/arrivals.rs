@@ -1,6 +1,6 @@
 //! The hand-off from the queue to delivery; see [`Arrivals`].
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::Notify;
@@ -26,6 +26,9 @@ pub struct Arrivals {
     cached_bytes: AtomicUsize,
     rescan: AtomicBool,
     wake: Notify,
+    /// Entries queued for delivery, and held, since [`Arrivals::counted`].
+    accepted: AtomicU64,
+    held: AtomicU64,
 }
 
 /// One entry made durable in `queue/`, with its contents when cached.
@@ -43,6 +46,10 @@ pub const CACHE_BYTES: usize = 4 << 20;
 impl Arrivals {
     /// Entries now durable in `queue/`; outgoing ones are for the runner.
     pub fn queued(&self, entries: &[Entry]) {
+        let held = entries.iter().filter(|e| e.kind.is_held()).count() as u64;
+        self.held.fetch_add(held, Ordering::Relaxed);
+        self.accepted
+            .fetch_add(entries.len() as u64 - held, Ordering::Relaxed);
         let arrived = entries
             .iter()
             .filter(|e| e.kind == Kind::Outgoing)
@@ -55,6 +62,15 @@ impl Arrivals {
             .unwrap_or_else(PoisonError::into_inner)
             .extend(arrived);
         self.wake.notify_one();
+    }
+
+    /// Entries queued for delivery and entries held since the last call
+    /// (for the health totals).
+    pub fn counted(&self) -> (u64, u64) {
+        (
+            self.accepted.swap(0, Ordering::Relaxed),
+            self.held.swap(0, Ordering::Relaxed),
+        )
     }
 
     /// `queue/` changed behind the daemon's back: read it again.

@@ -106,7 +106,7 @@ mod state;
 pub use arrivals::{Arrivals, CACHE_BYTES};
 use entry::MSG_SUFFIX;
 pub use entry::{Entry, Kind, QueueId};
-pub use state::{Pending, State};
+pub use state::{Pending, State, unix_secs};
 
 /// The directories below the spool root, with the modes the design needs.
 const ROOT_MODE: u32 = 0o710;
@@ -356,6 +356,66 @@ impl Spool {
                 .filter(|(name, _)| !name.ends_with(WHY_SUFFIX))
                 .count(),
         })
+    }
+
+    /// When the oldest entry of `queue/` arrived, from the names alone
+    /// (queue ids begin with their arrival time).
+    pub fn oldest_queued(&self) -> Result<Option<SystemTime>, SpoolError> {
+        Ok(list_dir(&self.dir("queue"))?
+            .iter()
+            .filter_map(|(name, _)| name.strip_suffix(MSG_SUFFIX))
+            .filter_map(QueueId::parse)
+            .map(|id| id.created())
+            .min())
+    }
+
+    /// A small file of the daemon's in the spool root (`health.json`),
+    /// `None` when there is none. Links are not followed, and a file
+    /// larger than `max` bytes is an error.
+    pub fn read_root_file(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>, SpoolError> {
+        use std::io::Read;
+        let path = self.root.join(name);
+        let file = match crate::os::open_nofollow(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(SpoolError::io("open", &path, e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| SpoolError::io("read", &path, e))?;
+        if bytes.len() as u64 > max {
+            return Err(SpoolError::io(
+                "read",
+                &path,
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("larger than {max} bytes"),
+                ),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Replaces a small file of the daemon's in the spool root: written
+    /// in `tmp/` (0600), renamed over the old one, so a reader sees the
+    /// old file or the new one, never a part. With `durable`, fsynced
+    /// before the rename, so that a power failure cannot leave it empty.
+    pub fn replace_root_file(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        durable: bool,
+    ) -> Result<(), SpoolError> {
+        let tmp = self.dir("tmp").join(format!(".{name}.tmp"));
+        let dest = self.root.join(name);
+        let _ = fs::remove_file(&tmp);
+        let mut file = create_exactly(&tmp, 0o600, self.owner)
+            .map_err(|e| SpoolError::io("create", &tmp, e))?;
+        file.write_all(bytes)
+            .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
+            .map_err(|e| SpoolError::io("write", &tmp, e))?;
+        fs::rename(&tmp, &dest).map_err(|e| SpoolError::io("rename", &tmp, e))
     }
 
     /// Takes the daemon lock; it is held as long as the returned file is.

@@ -57,6 +57,17 @@ pub fn aiosmtpd() {
     );
 }
 
+/// prometheus_client, whose parser reads `relayctl health --prometheus`.
+pub fn prometheus_client() {
+    python3();
+    need(
+        "prometheus_client (python3 -c 'import prometheus_client' fails)",
+        "python3",
+        &["-c", "import prometheus_client"],
+        "python3 -m pip install prometheus_client",
+    );
+}
+
 /// GnuPG, which checks what was encrypted.
 pub fn gpg() {
     need(

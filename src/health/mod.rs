@@ -1,0 +1,480 @@
+//! The daemon's health: what it has seen of delivery, kept in the spool so
+//! that `relayctl health` (another process) can read it, and so that a
+//! failure that began before a restart still began then.
+//!
+//! The daemon records, as it delivers ([`Health`]): the last successful
+//! delivery, the current failure's [`Class`] and since when (the first
+//! failed attempt after the last success), the relay's certificate and how
+//! it was trusted ([`CertCheck`]), and running totals. Every
+//! [`SAVE_EVERY`] it writes them to `health.json` in the spool root, with
+//! the time of writing: a file older than [`STALE_AFTER`] means a daemon
+//! that is gone or stuck.
+//!
+//! What can be read from elsewhere is not stored but looked at when asked
+//! ([`assess::Snapshot`]): the queue, the recipients' keys, free space.
+//! [`assess::assess`] turns both into problems with their fixes, graded by
+//! the monitoring-plugin convention.
+
+pub mod assess;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::spool::{Spool, SpoolError};
+
+/// The file in the spool root.
+pub const FILE: &str = "health.json";
+/// How often the running daemon writes [`FILE`].
+pub const SAVE_EVERY: Duration = Duration::from_secs(10);
+/// A record not written for this long belongs to a daemon that is not
+/// running, or not responding.
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+/// Larger is not a health file.
+const MAX_BYTES: u64 = 1 << 20;
+
+/// What kind of failure it is: what a person must look at. Delivery
+/// errors name theirs (`crate::deliver::DeliverError::class`); the health
+/// checks grade by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Class {
+    /// No conversation with the relay: DNS, TCP, timeouts, dropped
+    /// connections, answers that are not SMTP.
+    #[serde(rename = "unreachable")]
+    Unreachable,
+    /// STARTTLS missing, the handshake or the certificate (pin or CA).
+    #[serde(rename = "tls")]
+    Tls,
+    /// The relay refused the login, or offers no way to log in.
+    #[serde(rename = "auth")]
+    Auth,
+    /// A temporary refusal (4xx) to MAIL, RCPT or DATA.
+    #[serde(rename = "relay-4xx")]
+    Relay4xx,
+    /// A final refusal (5xx).
+    #[serde(rename = "relay-5xx")]
+    Relay5xx,
+    /// On this host: the TLS setup from the config, the password file, a
+    /// message past its lifetime.
+    #[serde(rename = "local")]
+    Local,
+}
+
+impl Class {
+    /// The class as logs and JSON name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Unreachable => "unreachable",
+            Class::Tls => "tls",
+            Class::Auth => "auth",
+            Class::Relay4xx => "relay-4xx",
+            Class::Relay5xx => "relay-5xx",
+            Class::Local => "local",
+        }
+    }
+
+    /// Whether waiting cannot fix it: someone must act now (a pin that no
+    /// longer matches, a login refused, a final refusal, this host's setup).
+    pub fn needs_a_person(self) -> bool {
+        matches!(
+            self,
+            Class::Tls | Class::Auth | Class::Relay5xx | Class::Local
+        )
+    }
+
+    /// What to do about it, as `relayctl test` would say it.
+    pub fn fix(self) -> &'static str {
+        match self {
+            Class::Unreachable => {
+                "check relay.host, relay.port, DNS and the firewall's outbound rule; \
+                 relayctl test shows the failing step"
+            }
+            Class::Tls => {
+                "relayctl fingerprint shows what the relay presents now; if it changed \
+                 legitimately, put its pins in relay.fingerprints (its sha256-spki pin survives \
+                 renewals that keep the key), then systemctl reload alert-relay"
+            }
+            Class::Auth => {
+                "check relay.username, relay.domain and the password; a provider may have \
+                 turned password login off for the account; relayctl test shows the reply"
+            }
+            Class::Relay4xx => {
+                "the relay defers the mail: relayctl queue shows its reply; relayctl test, \
+                 and the relay's own status page"
+            }
+            Class::Relay5xx => {
+                "the relay refuses the mail for good: relayctl queue shows its reply; fix the \
+                 sender, recipient or account it names, then relayctl test"
+            }
+            Class::Local => "relayctl check names the problem on this host",
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the relay's certificate was accepted, which decides what its
+/// renewal does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertCheck {
+    /// A SHA-1 or SHA-256 digest of the certificate matched: the next
+    /// renewal breaks delivery.
+    #[serde(rename = "certificate-pin")]
+    CertificatePin,
+    /// The SPKI pin matched: a renewal that keeps the key keeps working.
+    #[serde(rename = "spki-pin")]
+    SpkiPin,
+    /// Chain and name checked against a CA: renewals keep working.
+    #[serde(rename = "ca")]
+    Ca,
+}
+
+impl CertCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertCheck::CertificatePin => "certificate-pin",
+            CertCheck::SpkiPin => "spki-pin",
+            CertCheck::Ca => "ca",
+        }
+    }
+}
+
+/// The relay's certificate as last seen on a verified connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayCert {
+    /// `host:port`.
+    pub relay: String,
+    pub subject: String,
+    /// Seconds since the Unix epoch.
+    pub not_after: Option<u64>,
+    pub check: CertCheck,
+    /// Its SPKI pin, `sha256-spki:...`: what to pin instead of a digest.
+    pub spki_pin: String,
+    /// All its pins in config syntax: `fingerprints = [...]`.
+    pub config_line: String,
+}
+
+/// The failure delivery is in, since its first failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The latest attempt's class.
+    pub class: Class,
+    /// The first failed attempt after the last success (seconds).
+    pub since: u64,
+    /// The latest failed attempt (seconds).
+    pub last: u64,
+    /// The latest attempt's reason, with its fix; never alert content.
+    pub reason: String,
+    pub relay: String,
+}
+
+/// Running totals since the spool's health file was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Entries queued for delivery (one per recipient).
+    pub accepted: u64,
+    /// Entries held because their recipient's key cannot encrypt.
+    pub held: u64,
+    pub sent: u64,
+    /// Attempts deferred (an entry can count several times).
+    pub deferred: u64,
+    /// Entries moved to `failed/`.
+    pub failed: u64,
+}
+
+/// What `health.json` holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Record {
+    /// The daemon that wrote it.
+    pub pid: u32,
+    /// When it started, and when it last wrote this (seconds).
+    pub started: u64,
+    pub updated: u64,
+    /// Set when it stopped cleanly.
+    pub stopped: Option<u64>,
+    pub last_success: Option<u64>,
+    pub failure: Option<Failure>,
+    pub relay_cert: Option<RelayCert>,
+    pub totals: Totals,
+    /// When a warning about each condition last went out (for at most one
+    /// a day).
+    pub warned: BTreeMap<String, u64>,
+}
+
+impl Record {
+    /// The record in the spool, `None` when there is none yet. A file that
+    /// does not parse is an error, not a fresh start: its failure history
+    /// would be lost silently.
+    pub fn load(spool: &Spool) -> Result<Option<Record>, String> {
+        let bytes = spool
+            .read_root_file(FILE, MAX_BYTES)
+            .map_err(|e| e.to_string())?;
+        let Some(bytes) = bytes else { return Ok(None) };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{} is damaged ({e})", spool.root().join(FILE).display()))
+    }
+
+    fn save(&self, spool: &Spool, durable: bool) -> Result<(), SpoolError> {
+        // Serializing plain data into a Vec cannot fail.
+        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        spool.replace_root_file(FILE, &bytes, durable)
+    }
+
+    /// The record but for the time it was written.
+    fn unstamped(&self) -> Record {
+        Record {
+            updated: 0,
+            ..self.clone()
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn secs(t: SystemTime) -> u64 {
+    crate::spool::unix_secs(t)
+}
+
+/// The time `secs` seconds after the Unix epoch.
+pub fn time(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// The running daemon's health, updated by the stages as they work.
+#[derive(Debug)]
+pub struct Health {
+    record: Mutex<Record>,
+    /// What was last fsynced: a save that changes only the time stamp
+    /// is not synced, so an idle daemon does not write to the disk's
+    /// journal every few seconds.
+    synced: Mutex<Option<Record>>,
+    /// Woken when the state changes (a failure begins or changes class,
+    /// delivery recovers, another certificate): written at once then,
+    /// not at the next [`SAVE_EVERY`].
+    changed: tokio::sync::Notify,
+}
+
+impl Health {
+    /// The daemon's health, continuing the spool's record (its failure,
+    /// its totals, its warning stamps). A damaged record is logged and
+    /// started afresh: the daemon must run.
+    pub fn start(spool: &Spool, now: SystemTime) -> Health {
+        let mut record = match Record::load(spool) {
+            Ok(r) => r.unwrap_or_default(),
+            Err(e) => {
+                tracing::error!("{e}: starting a new health record");
+                Record::default()
+            }
+        };
+        record.pid = std::process::id();
+        record.started = secs(now);
+        record.updated = secs(now);
+        record.stopped = None;
+        Health {
+            record: Mutex::new(record),
+            synced: Mutex::new(None),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Record) -> T) -> T {
+        f(&mut self.record.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Entries were queued for delivery, and `held` more held.
+    pub fn accepted(&self, queued: u64, held: u64) {
+        self.with(|r| {
+            r.totals.accepted += queued;
+            r.totals.held += held;
+        })
+    }
+
+    /// An entry was sent: delivery works.
+    pub fn sent(&self, now: SystemTime) {
+        // The first success, or the end of a failure, is news.
+        let news = self.with(|r| {
+            r.totals.sent += 1;
+            let first = r.last_success.replace(secs(now)).is_none();
+            r.failure.take().is_some() || first
+        });
+        if news {
+            self.changed.notify_one();
+        }
+    }
+
+    /// Waits until the state changes.
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
+    /// An attempt failed with `class`; `last` when the entry moved to
+    /// `failed/`.
+    pub fn unsent(&self, class: Class, reason: &str, relay: &str, failed: bool, now: SystemTime) {
+        self.with(|r| {
+            if failed {
+                r.totals.failed += 1;
+            } else {
+                r.totals.deferred += 1;
+            }
+            let class_before = r.failure.as_ref().map(|f| f.class);
+            if class_before != Some(class) {
+                self.changed.notify_one();
+            }
+            let since = r.failure.as_ref().map_or(secs(now), |f| f.since);
+            r.failure = Some(Failure {
+                class,
+                since,
+                last: secs(now),
+                reason: reason.to_string(),
+                relay: relay.to_string(),
+            });
+        })
+    }
+
+    /// An entry moved to `failed/` for its age, not for an attempt.
+    pub fn expired(&self) {
+        self.with(|r| r.totals.failed += 1)
+    }
+
+    /// Nothing is left to deliver: whatever failed is no longer failing
+    /// anything (the entries were delivered, deleted or failed).
+    pub fn queue_empty(&self) {
+        if self.with(|r| r.failure.take().is_some()) {
+            self.changed.notify_one();
+        }
+    }
+
+    /// A verified connection to the relay showed this certificate.
+    pub fn relay_cert(&self, cert: RelayCert) {
+        let new = self.with(|r| {
+            let new = r.relay_cert.as_ref() != Some(&cert);
+            r.relay_cert = Some(cert);
+            new
+        });
+        if new {
+            self.changed.notify_one();
+        }
+    }
+
+    /// When a warning about `condition` last went out.
+    pub fn warned_at(&self, condition: &str) -> Option<u64> {
+        self.with(|r| r.warned.get(condition).copied())
+    }
+
+    /// A warning about `condition` went out.
+    pub fn warned(&self, condition: &str, now: SystemTime) {
+        self.with(|r| {
+            r.warned.insert(condition.to_string(), secs(now));
+        })
+    }
+
+    /// The record as it stands.
+    pub fn record(&self) -> Record {
+        self.with(|r| r.clone())
+    }
+
+    /// Writes the record, stamped `now` (and stopped, at a clean stop).
+    pub fn save(&self, spool: &Spool, now: SystemTime, stopping: bool) -> Result<(), SpoolError> {
+        let record = self.with(|r| {
+            r.updated = secs(now);
+            if stopping {
+                r.stopped = Some(secs(now));
+            }
+            r.clone()
+        });
+        let mut synced = self.synced.lock().unwrap_or_else(PoisonError::into_inner);
+        let unstamped = record.unstamped();
+        let durable = stopping || synced.as_ref() != Some(&unstamped);
+        record.save(spool, durable)?;
+        if durable {
+            *synced = Some(unstamped);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_keeps_its_start_across_attempts_and_a_restart_until_a_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        let t0 = time(1_800_000_000);
+        let health = Health::start(&spool, t0);
+        health.accepted(3, 1);
+        health.unsent(Class::Unreachable, "timed out", "relay:587", false, t0);
+        let later = t0 + Duration::from_secs(600);
+        health.unsent(
+            Class::Tls,
+            "certificate not verified",
+            "relay:587",
+            false,
+            later,
+        );
+        health.save(&spool, later, true).unwrap();
+
+        // A new daemon: the failure began before it.
+        let restarted = Health::start(&spool, later + Duration::from_secs(5));
+        let r = restarted.record();
+        let failure = r.failure.clone().unwrap();
+        assert_eq!(failure.class, Class::Tls);
+        assert_eq!(failure.since, secs(t0));
+        assert_eq!(failure.last, secs(later));
+        assert_eq!(r.stopped, None);
+        assert_eq!(r.pid, std::process::id());
+        assert_eq!(
+            r.totals,
+            Totals {
+                accepted: 3,
+                held: 1,
+                deferred: 2,
+                ..Totals::default()
+            }
+        );
+
+        restarted.sent(later + Duration::from_secs(60));
+        let r = restarted.record();
+        assert_eq!(r.failure, None);
+        assert_eq!(r.last_success, Some(secs(later) + 60));
+        assert_eq!(r.totals.sent, 1);
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_error_for_readers_and_a_fresh_start_for_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        assert_eq!(Record::load(&spool).unwrap(), None);
+        std::fs::write(dir.path().join(FILE), b"{not json").unwrap();
+        let e = Record::load(&spool).unwrap_err();
+        assert!(e.contains("health.json is damaged"), "{e}");
+        let health = Health::start(&spool, time(1_800_000_000));
+        assert_eq!(health.record().totals, Totals::default());
+    }
+
+    #[test]
+    fn classes_and_checks_are_named_as_the_logs_name_them() {
+        for class in [
+            Class::Unreachable,
+            Class::Tls,
+            Class::Auth,
+            Class::Relay4xx,
+            Class::Relay5xx,
+            Class::Local,
+        ] {
+            let json = serde_json::to_string(&class).unwrap();
+            assert_eq!(json, format!("\"{class}\""));
+        }
+        let json = serde_json::to_string(&CertCheck::SpkiPin).unwrap();
+        assert_eq!(json, "\"spki-pin\"");
+    }
+}
