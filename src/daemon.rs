@@ -25,7 +25,8 @@ use tokio::sync::{Semaphore, watch};
 use crate::config::{Config, ConfigError, Listen};
 use crate::context::Context;
 use crate::encrypt::HoldKey;
-use crate::health::assess::{Snapshot, assess};
+use crate::health::assess::{Problem, Snapshot, assess};
+use crate::health::warn;
 use crate::health::{self, Health};
 use crate::ingest::smtp::{self, Sink};
 use crate::spool::Arrivals;
@@ -395,14 +396,17 @@ impl Watch {
         let spool = self.spool.clone();
         let ctx = self.ctx.borrow().clone();
         let record = self.health.record();
+        let arrivals = self.arrivals.clone();
+        let health = self.health.clone();
         let assessed = tokio::task::spawn_blocking(move || {
             let now = SystemTime::now();
-            let snapshot = Snapshot::take(&ctx, &spool, Ok(Some(record)), now);
+            let snapshot = Snapshot::take(&ctx, &spool, Ok(Some(record.clone())), now);
             let problems = assess(
                 &snapshot,
                 &ctx.config.health,
                 ctx.config.listen.max_message_size.0,
             );
+            send_warnings(&ctx, &spool, &arrivals, &health, &problems, &record, now);
             (snapshot.counts, problems)
         })
         .await;
@@ -444,6 +448,43 @@ impl Watch {
                 .await;
         if let Ok(Err(e)) = saved {
             tracing::error!("cannot write the health record: {e}");
+        }
+    }
+}
+
+/// Queues the warnings due now ([`warn::due`]), encrypted like any alert,
+/// and records that they went out. One that cannot be queued is logged
+/// and tried again at the next look.
+fn send_warnings(
+    ctx: &Context,
+    spool: &Spool,
+    arrivals: &Arrivals,
+    health: &Health,
+    problems: &[Problem],
+    record: &health::Record,
+    now: SystemTime,
+) {
+    let set_aside_counted = problems
+        .iter()
+        .any(|p| matches!(p.condition.as_str(), "held" | "failed" | "corrupt"));
+    let set_aside = match set_aside_counted {
+        true => spool.list_set_aside().unwrap_or_default(),
+        false => Vec::new(),
+    };
+    let sender = ctx.sealer.sender.address.as_str();
+    for w in warn::due(ctx, problems, &record.warned, &set_aside, now) {
+        let entries = crate::ingest::entries(ctx, sender, &w.to, &w.message);
+        match spool.commit(&entries) {
+            Ok(()) => {
+                crate::ingest::log_stored(&entries, "health");
+                tracing::warn!(
+                    conditions = ?w.stamps.join(" "),
+                    "queued a warning: relayctl health shows the problems and their fixes"
+                );
+                arrivals.queued(&entries);
+                health.warned(&w.stamps, now);
+            }
+            Err(e) => tracing::error!("cannot queue a warning: {e}"),
         }
     }
 }

@@ -116,7 +116,7 @@ fn steps(opts: &Options<'_>, report: &mut Report) -> bool {
     let ctx = match Context::new(config.clone()) {
         Ok(ctx) => {
             for k in ctx.keyring.iter() {
-                ok &= key_step(report, k, now);
+                ok &= key_step(report, k, now, config.health.key_expiry_warning.0);
             }
             Some(ctx)
         }
@@ -226,7 +226,14 @@ fn daemon_user_step(report: &mut Report, config: &Config) -> bool {
     }
 }
 
-fn key_step(report: &mut Report, k: &crate::encrypt::RecipientKey, now: SystemTime) -> bool {
+/// A key's step: whether it can encrypt, and its expiry, flagged within
+/// `warn_within` (`health.key_expiry_warning`).
+fn key_step(
+    report: &mut Report,
+    k: &crate::encrypt::RecipientKey,
+    now: SystemTime,
+    warn_within: Duration,
+) -> bool {
     let name = format!("key for {}", k.recipient);
     match keys::can_encrypt(&k.cert, now) {
         Err(e) => report.step(
@@ -240,21 +247,16 @@ fn key_step(report: &mut Report, k: &crate::encrypt::RecipientKey, now: SystemTi
             ),
         ),
         Ok(()) => {
-            let expiry = keys::encryption_keys(&k.cert, now)
-                .filter_map(|key| key.key_expiration_time())
-                .min();
+            let expiry = keys::encrypts_until(&k.cert, now).ok().flatten();
             let detail = match expiry {
                 None => format!("{} can encrypt, never expires", k.fingerprint),
-                Some(t)
-                    if t.duration_since(now).unwrap_or_default()
-                        < Duration::from_secs(30 * 86400) =>
-                {
-                    format!(
-                        "{} can encrypt, but expires on {} (within 30 days): ask its owner to extend it",
-                        k.fingerprint,
-                        humantime::format_rfc3339_seconds(t)
-                    )
-                }
+                Some(t) if t.duration_since(now).unwrap_or_default() < warn_within => format!(
+                    "{} can encrypt, but expires on {} (within health.key_expiry_warning, {}): \
+                     ask its owner to extend it",
+                    k.fingerprint,
+                    humantime::format_rfc3339_seconds(t),
+                    humantime::format_duration(warn_within)
+                ),
                 Some(t) => format!(
                     "{} can encrypt, expires on {}",
                     k.fingerprint,

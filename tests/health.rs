@@ -368,38 +368,9 @@ fn a_relay_certificate_pinned_by_digest_that_expires_soon_warns_with_its_spki_pi
 fn a_recipient_key_that_expires_within_the_warning_window_is_a_warning() {
     // A key GnuPG made, expiring in 20 days.
     let gpg = Gpg::with_keys(&[]);
-    let out = gpg.run(
-        &[
-            "--quick-gen-key",
-            "Soon <journalist@example.org>",
-            "ed25519",
-            "sign,cert",
-            "20d",
-        ],
-        b"",
-    );
-    assert!(out.status.success(), "{out:?}");
-    let listing = gpg.run(&["--with-colons", "--list-keys"], b"");
-    let fpr = String::from_utf8_lossy(&listing.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("fpr:::::::::"))
-        .map(|f| f.trim_end_matches(':').to_string())
-        .unwrap();
-    let out = gpg.run(&["--quick-add-key", &fpr, "cv25519", "encr", "20d"], b"");
-    assert!(out.status.success(), "{out:?}");
     let setup = Setup::new();
-    let exported = gpg.run(&["--armor", "--export", &fpr], b"");
-    let key = setup.path("soon.asc");
-    std::fs::write(&key, &exported.stdout).unwrap();
-    let config = setup
-        .config_text("")
-        .replacen(
-            common::key_path("journalist.asc").to_str().unwrap(),
-            key.to_str().unwrap(),
-            1,
-        )
-        .replacen(&common::fingerprint("journalist"), &fpr, 1);
-    setup.write_config(&config);
+    let (fpr, key) = expiring_key(&gpg, "journalist@example.org", 20, &setup.path(""));
+    setup.write_config(&with_journalist_key(&setup, &fpr, &key));
 
     let _daemon = setup.start();
     let (code, json) = wait_health(&setup, "the daemon running", |_, j| {
@@ -462,5 +433,212 @@ fn health_is_unknown_when_its_state_cannot_be_read() {
     assert!(
         text.contains("the daemon has never run on the spool"),
         "{text}"
+    );
+}
+
+/// What `gpg` can decrypt of what the relay received: the plaintexts.
+fn readable(relay: &Relay, gpg: &Gpg) -> Vec<String> {
+    relay
+        .messages()
+        .iter()
+        .map(|m| gpg.try_decrypt(m))
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .collect()
+}
+
+fn warnings(plaintexts: &[String]) -> Vec<&String> {
+    plaintexts
+        .iter()
+        .filter(|p| p.contains("to fix before alerts stop"))
+        .collect()
+}
+
+#[test]
+fn a_certificate_about_to_break_its_pin_is_told_by_mail_once_a_day_not_per_alert() {
+    let setup = Setup::new();
+    let cert = short_lived_cert(setup.path("").as_path(), 10);
+    let cert_name = cert.to_str().unwrap();
+    let relay = Relay::start(&["--cert", cert_name]);
+    let digest = common::openssl_fingerprint(cert_name, "sha256");
+    setup.use_relay(relay.port, &format!("fingerprints = [\"{digest}\"]\n"));
+    let mut daemon = setup.start();
+    for _ in 0..3 {
+        send_alert(&setup);
+    }
+    // Three alerts and one warning, to the admin (root's recipient).
+    relay.wait_messages(4);
+    let gpg = Gpg::with_keys(&["alerts"]);
+    let plain = readable(&relay, &gpg);
+    assert_eq!(plain.len(), 4);
+    let told = warnings(&plain);
+    assert_eq!(told.len(), 1, "{plain:#?}");
+    let spki = common::openssl_spki_pin(cert_name);
+    assert!(told[0].contains(&spki), "{} not in {}", spki, told[0]);
+    assert!(told[0].contains("fingerprints = ["), "{}", told[0]);
+    assert!(told[0].contains("expires at"), "{}", told[0]);
+    assert!(daemon.log().contains("queued a warning"));
+
+    // A restart does not repeat it: the stamp is in the spool.
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_exit();
+    let _daemon = setup.start();
+    send_alert(&setup);
+    relay.wait_messages(5);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(relay.messages().len(), 5);
+    assert_eq!(warnings(&readable(&relay, &gpg)).len(), 1);
+}
+
+/// A key GnuPG made in `gpg`'s home, expiring in `days`: its fingerprint
+/// and its public key file in `dir`.
+fn expiring_key(gpg: &Gpg, address: &str, days: u32, dir: &Path) -> (String, std::path::PathBuf) {
+    let expiry = format!("{days}d");
+    let out = gpg.run(
+        &[
+            "--quick-gen-key",
+            &format!("Soon <{address}>"),
+            "ed25519",
+            "sign,cert",
+            &expiry,
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let listing = gpg.run(&["--with-colons", "--list-keys", address], b"");
+    let fpr = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:::::::::"))
+        .map(|f| f.trim_end_matches(':').to_string())
+        .unwrap();
+    let out = gpg.run(&["--quick-add-key", &fpr, "cv25519", "encr", &expiry], b"");
+    assert!(out.status.success(), "{out:?}");
+    let exported = gpg.run(&["--armor", "--export", &fpr], b"");
+    let key = dir.join("soon.asc");
+    std::fs::write(&key, &exported.stdout).unwrap();
+    (fpr, key)
+}
+
+/// The standard config with the journalist's key replaced by `key`.
+fn with_journalist_key(setup: &Setup, fpr: &str, key: &Path) -> String {
+    setup
+        .config_text("")
+        .replacen(
+            common::key_path("journalist.asc").to_str().unwrap(),
+            key.to_str().unwrap(),
+            1,
+        )
+        .replacen(&common::fingerprint("journalist"), fpr, 1)
+}
+
+#[test]
+fn a_key_about_to_expire_is_told_to_the_admin_and_to_its_owner_encrypted_to_that_key() {
+    let relay = Relay::start(&[]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let owner = Gpg::with_keys(&[]);
+    let (fpr, key) = expiring_key(&owner, "journalist@example.org", 20, &setup.path(""));
+    setup.write_config(&with_journalist_key(&setup, &fpr, &key));
+    let _daemon = setup.start();
+    relay.wait_messages(2);
+    let admin = readable(&relay, &Gpg::with_keys(&["alerts"]));
+    let told = warnings(&admin);
+    assert_eq!(told.len(), 1, "{admin:#?}");
+    assert!(
+        told[0].contains(&format!("WARNING key:{fpr}")),
+        "{}",
+        told[0]
+    );
+    assert!(
+        told[0].contains("ask its owner to extend it"),
+        "{}",
+        told[0]
+    );
+    // The owner reads it with the key that is about to expire.
+    let own = readable(&relay, &owner);
+    let told = warnings(&own);
+    assert_eq!(told.len(), 1, "{own:#?}");
+    assert!(
+        told[0].contains("the key for journalist@example.org"),
+        "{}",
+        told[0]
+    );
+    assert!(!told[0].contains("alerts@example.org"), "{}", told[0]);
+}
+
+#[test]
+fn an_alert_the_relay_refuses_for_good_is_told_to_the_admin_with_the_reply() {
+    let relay = Relay::start(&[
+        "--rcpt-reply",
+        "550 5.1.1 no such mailbox",
+        "--rcpt-only",
+        "journalist@example.org",
+    ]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let _daemon = setup.start();
+    let out = setup.sendmail(&["journalist@example.org"], b"Subject: x\n\nSECRET-BODY\n");
+    assert!(out.status.success(), "{out:?}");
+    relay.wait_messages(1);
+    let plain = readable(&relay, &Gpg::with_keys(&["alerts"]));
+    let told = warnings(&plain);
+    assert_eq!(told.len(), 1, "{plain:#?}");
+    let failed = setup.entries("failed");
+    assert_eq!(failed.len(), 1);
+    assert!(told[0].contains(failed[0].id.as_str()), "{}", told[0]);
+    assert!(told[0].contains("550 5.1.1 no such mailbox"), "{}", told[0]);
+    assert!(told[0].contains("to journalist@example.org"), "{}", told[0]);
+    assert!(!told[0].contains("SECRET-BODY"), "{}", told[0]);
+}
+
+#[test]
+fn a_warning_the_relay_refuses_does_not_beget_another() {
+    // Every RCPT refused: the alert fails, the warning about it fails too,
+    // and that must not start a warning every few seconds.
+    let relay = Relay::start(&["--rcpt-reply", "550 5.7.1 relaying denied"]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let daemon = setup.start();
+    send_alert(&setup);
+    setup.wait_entries("failed", 2);
+    // Past two of the daemon's looks at its health.
+    std::thread::sleep(Duration::from_secs(21));
+    assert_eq!(setup.entries("failed").len(), 2, "{}", daemon.log());
+    assert_eq!(daemon.log().matches("queued a warning").count(), 1);
+}
+
+#[test]
+#[ignore = "needs root (mounts a tmpfs for the spool): ./test.sh runs it as root"]
+fn a_spool_filling_up_is_a_warning_told_by_mail_then_critical() {
+    let relay = Relay::start(&[]);
+    let setup = Setup::with_listen("max_message_size = \"1MiB\"");
+    setup.use_relay(relay.port, "");
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    setup.write_config(&format!("{config}\n[health]\nmin_free = \"4MiB\"\n"));
+    std::fs::create_dir_all(setup.spool()).unwrap();
+    let _mount = common::disk::Tmpfs::mount(&setup.spool(), "16m").unwrap();
+    let _daemon = setup.start();
+    let (code, _) = wait_health(&setup, "running", |_, j| j["daemon"]["state"] == "running");
+    assert_eq!(code, 0);
+
+    // Below health.min_free: a WARNING, and a mail saying so.
+    common::disk::fill(&setup.spool().join("filler"), 3 << 20);
+    let (_, json) = wait_health(&setup, "a disk warning", |code, _| code == 1);
+    assert_eq!(conditions(&json), vec!["disk"], "{json:#}");
+    relay.wait_messages(1);
+    let plain = readable(&relay, &Gpg::with_keys(&["alerts"]));
+    let told = warnings(&plain);
+    assert_eq!(told.len(), 1, "{plain:#?}");
+    assert!(told[0].contains("less than health.min_free"), "{}", told[0]);
+
+    // Below the largest message: CRITICAL.
+    common::disk::fill(&setup.spool().join("filler2"), 512 << 10);
+    let (_, json) = wait_health(&setup, "critical", |code, _| code == 2);
+    assert!(
+        json["problems"][0]["what"]
+            .as_str()
+            .unwrap()
+            .contains("the next alert may not fit"),
+        "{json:#}"
     );
 }

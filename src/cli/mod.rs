@@ -67,7 +67,8 @@ pub struct Relayctl {
 pub enum Command {
     /// Walks the whole path and names the fix for the first failing step.
     ///
-    /// Steps: config, each key (expiry; a warning within 30 days), the
+    /// Steps: config, each key (expiry; a warning within
+    /// health.key_expiry_warning, 30 days by default), the
     /// password file, (run as root) whether the spool's owner can read the
     /// config, keys and secrets and write the spool, DNS, TCP, TLS and the
     /// certificate (on a mismatch,

@@ -51,7 +51,7 @@ pub struct Config {
     #[serde(default)]
     pub aliases: BTreeMap<String, AliasTargets>,
     #[serde(default)]
-    pub health: HealthLimits,
+    pub health: HealthConfig,
     /// The file this was read from, for error messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -112,10 +112,10 @@ impl Default for Queue {
 }
 
 /// `[health]`: when `relayctl health` (and the daemon's warnings) grade a
-/// condition WARNING or CRITICAL.
+/// condition WARNING or CRITICAL, and who is warned by mail.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct HealthLimits {
+pub struct HealthConfig {
     /// The oldest queued entry, or a temporary failure, older than this
     /// is a WARNING.
     pub warn_after: HumanDuration,
@@ -127,17 +127,21 @@ pub struct HealthLimits {
     pub key_expiry_warning: HumanDuration,
     /// Free space under the spool below this.
     pub min_free: ByteSize,
+    /// Who gets the warnings by mail: configured recipients or aliases.
+    /// Empty: whoever `root` reaches, else every recipient.
+    pub to: Vec<String>,
 }
 
-impl Default for HealthLimits {
+impl Default for HealthConfig {
     fn default() -> Self {
         let d = |secs: u64| HumanDuration(Duration::from_secs(secs));
-        HealthLimits {
+        HealthConfig {
             warn_after: d(15 * 60),
             critical_after: d(3600),
             expiry_warning: d(14 * 86400),
             key_expiry_warning: d(30 * 86400),
             min_free: ByteSize(100 << 20),
+            to: Vec::new(),
         }
     }
 }
@@ -463,7 +467,38 @@ impl Config {
                 bad(&key, e.to_string());
             }
         }
+        for (i, name) in self.health.to.iter().enumerate() {
+            if let Err(e) = router.resolve(name) {
+                bad(&format!("health.to[{i}]"), e.to_string());
+            }
+        }
         problems
+    }
+
+    /// Who is warned by mail when delivery is about to break: `health.to`,
+    /// else whoever the alias `root` reaches (the admin, as on any Unix
+    /// host; `relayctl import-securedrop` points it at the OSSEC alert
+    /// address), else every recipient.
+    pub fn admins(&self) -> Vec<Recipient> {
+        let router = self.router();
+        let names: Vec<&str> = if !self.health.to.is_empty() {
+            self.health.to.iter().map(String::as_str).collect()
+        } else if self.aliases.contains_key("root") {
+            vec!["root"]
+        } else {
+            return self.recipients();
+        };
+        let mut out: Vec<Recipient> = Vec::new();
+        for r in names
+            .iter()
+            .filter_map(|n| router.resolve(n).ok())
+            .flatten()
+        {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out
     }
 
     /// Checks that need the daemon's privileges: with `relay.username`

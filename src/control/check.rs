@@ -92,12 +92,8 @@ pub fn key_report(path: &std::path::Path) -> (String, bool) {
             String::from_utf8_lossy(uid.userid().value())
         ));
     }
-    let mut soonest: Option<std::time::SystemTime> = None;
     for k in keys::encryption_keys(&cert, now) {
         let expiry = k.key_expiration_time();
-        if let Some(t) = expiry {
-            soonest = Some(soonest.map_or(t, |s| s.min(t)));
-        }
         out.push_str(&format!(
             "encryption subkey: {} {}{}, expires {}\n",
             k.key().fingerprint().to_hex(),
@@ -115,7 +111,7 @@ pub fn key_report(path: &std::path::Path) -> (String, bool) {
     }
     match keys::can_encrypt(&cert, now) {
         Ok(()) => {
-            if let Some(t) = soonest
+            if let Ok(Some(t)) = keys::encrypts_until(&cert, now)
                 && t.duration_since(now).unwrap_or_default()
                     < std::time::Duration::from_secs(30 * 86400)
             {

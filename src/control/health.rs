@@ -77,9 +77,15 @@ fn unknown(format: Format, why: &str) -> u8 {
 /// The one-screen report. The first line is a monitoring plugin's status
 /// line: `alert-relay GRADE - summary`.
 pub fn text(s: &Snapshot, problems: &[Problem], grade: Grade) -> String {
-    let summary = match problems.first() {
-        Some(p) => p.what.clone(),
-        None => "alerts are flowing".to_string(),
+    let failing = s.record().and_then(|r| r.failure.as_ref());
+    let summary = match (problems.first(), failing) {
+        (Some(p), _) => p.what.clone(),
+        (None, Some(f)) => format!(
+            "retrying: delivery has failed for {} (class {}), not yet for health.warn_after",
+            span(s.now.duration_since(time(f.since)).unwrap_or_default()),
+            f.class
+        ),
+        (None, None) => "alerts are flowing".to_string(),
     };
     let mut out = format!("alert-relay {} - {summary}\n\n", grade.as_str());
     let mut row = |name: &str, value: String| {
@@ -105,7 +111,7 @@ pub fn text(s: &Snapshot, problems: &[Problem], grade: Grade) -> String {
             Ok(c) => format!(
                 "{} queued{}, {} held, {} failed, {} corrupt",
                 c.queued,
-                s.oldest_queued
+                c.oldest_queued
                     .map(|t| format!(
                         " (oldest {})",
                         span(s.now.duration_since(t).unwrap_or_default())
@@ -231,7 +237,7 @@ pub fn json(s: &Snapshot, problems: &[Problem], grade: Grade) -> serde_json::Val
         "queue": match &s.counts {
             Ok(c) => json!({
                 "queued": c.queued, "held": c.held, "failed": c.failed, "corrupt": c.corrupt,
-                "oldest_age_seconds": s.oldest_queued
+                "oldest_age_seconds": c.oldest_queued
                     .map(|t| s.now.duration_since(t).unwrap_or_default().as_secs()),
             }),
             Err(e) => json!({"error": e}),
@@ -306,7 +312,7 @@ pub fn prometheus(s: &Snapshot, grade: Grade) -> String {
                 ("{state=\"corrupt\"}", c.corrupt as f64),
             ],
         );
-        let oldest = s
+        let oldest = c
             .oldest_queued
             .map(|t| s.now.duration_since(t).unwrap_or_default().as_secs_f64())
             .unwrap_or(0.0);

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{CertCheck, Record, STALE_AFTER, time};
-use crate::config::HealthLimits;
+use crate::config::HealthConfig;
 use crate::context::Context;
 use crate::spool::{Counts, Spool};
 
@@ -112,8 +112,8 @@ pub struct Snapshot {
     pub record: Result<Option<Record>, String>,
     pub daemon: Daemon,
     pub spool: PathBuf,
+    /// With the oldest queued entry's arrival.
     pub counts: Result<Counts, String>,
-    pub oldest_queued: Option<SystemTime>,
     pub free_bytes: Result<u64, String>,
     pub keys: Vec<KeyExpiry>,
 }
@@ -154,7 +154,6 @@ impl Snapshot {
                 true => spool.counts().map_err(|e| e.to_string()),
                 false => Ok(Counts::default()),
             },
-            oldest_queued: spool.oldest_queued().ok().flatten(),
             free_bytes: spool
                 .root()
                 .ancestors()
@@ -194,7 +193,7 @@ pub fn span(d: Duration) -> String {
 /// Every problem in `s` under `limits`, worst first. `max_message` is the
 /// largest message the listener takes: less free space than that is
 /// CRITICAL, since the next alert may not fit.
-pub fn assess(s: &Snapshot, limits: &HealthLimits, max_message: u64) -> Vec<Problem> {
+pub fn assess(s: &Snapshot, limits: &HealthConfig, max_message: u64) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut add = |grade, condition: &str, what: String, fix: &str| {
         out.push(Problem {
@@ -288,7 +287,7 @@ pub fn assess(s: &Snapshot, limits: &HealthLimits, max_message: u64) -> Vec<Prob
             "run relayctl health as root or as the daemon's user (alert-relay)",
         ),
         Ok(c) => {
-            if let Some(oldest) = s.oldest_queued {
+            if let Some(oldest) = c.oldest_queued {
                 let age = s.age(oldest);
                 let grade = if age > critical_after {
                     Some(Grade::Critical)
@@ -460,14 +459,13 @@ mod tests {
             record: Ok(Some(record)),
             spool: PathBuf::from("/var/spool/alert-relay"),
             counts: Ok(Counts::default()),
-            oldest_queued: None,
             free_bytes: Ok(10 << 30),
             keys: Vec::new(),
         }
     }
 
     fn graded(s: &Snapshot) -> (Grade, Vec<String>) {
-        let problems = assess(s, &HealthLimits::default(), 10 << 20);
+        let problems = assess(s, &HealthConfig::default(), 10 << 20);
         (
             grade(&problems),
             problems.iter().map(|p| p.condition.clone()).collect(),
@@ -527,7 +525,7 @@ mod tests {
             ..Record::default()
         };
         let s = snapshot(cert(CertCheck::CertificatePin, 10));
-        let problems = assess(&s, &HealthLimits::default(), 10 << 20);
+        let problems = assess(&s, &HealthConfig::default(), 10 << 20);
         assert_eq!(grade(&problems), Grade::Warning);
         assert!(problems[0].fix.contains("sha256-spki:AAAA"), "{problems:?}");
         assert_eq!(
@@ -541,13 +539,16 @@ mod tests {
     #[test]
     fn queue_keys_and_disk_are_graded() {
         let mut s = snapshot(Record::default());
-        s.counts = Ok(Counts {
-            queued: 2,
-            ..Counts::default()
-        });
-        s.oldest_queued = Some(time(NOW - 20 * 60));
+        let queued = |age| {
+            Ok(Counts {
+                queued: 2,
+                oldest_queued: Some(time(NOW - age)),
+                ..Counts::default()
+            })
+        };
+        s.counts = queued(20 * 60);
         assert_eq!(graded(&s), (Grade::Warning, vec!["queue-age".to_string()]));
-        s.oldest_queued = Some(time(NOW - 2 * 3600));
+        s.counts = queued(2 * 3600);
         assert_eq!(graded(&s).0, Grade::Critical);
 
         let mut s = snapshot(Record::default());

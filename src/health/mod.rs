@@ -16,6 +16,7 @@
 //! the monitoring-plugin convention.
 
 pub mod assess;
+pub mod warn;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -364,16 +365,20 @@ impl Health {
         }
     }
 
-    /// When a warning about `condition` last went out.
-    pub fn warned_at(&self, condition: &str) -> Option<u64> {
-        self.with(|r| r.warned.get(condition).copied())
-    }
-
-    /// A warning about `condition` went out.
-    pub fn warned(&self, condition: &str, now: SystemTime) {
+    /// Warnings under these stamps were queued. Stamps too old to
+    /// suppress anything are dropped.
+    pub fn warned(&self, stamps: &[String], now: SystemTime) {
+        let now = secs(now);
         self.with(|r| {
-            r.warned.insert(condition.to_string(), secs(now));
-        })
+            r.warned
+                .retain(|_, &mut t| now.saturating_sub(t) < warn::EVERY.as_secs());
+            for s in stamps {
+                r.warned.insert(s.clone(), now);
+            }
+        });
+        if !stamps.is_empty() {
+            self.changed.notify_one();
+        }
     }
 
     /// The record as it stands.

@@ -226,6 +226,8 @@ pub struct Counts {
     pub held: usize,
     pub failed: usize,
     pub corrupt: usize,
+    /// When the oldest entry of `queue/` arrived.
+    pub oldest_queued: Option<SystemTime>,
 }
 
 /// A handle on the spool directory tree.
@@ -338,35 +340,33 @@ impl Spool {
         self.root.join(name)
     }
 
-    /// Counts the entries of `queue/`, `held/` and `failed/` by name only
-    /// (cheap: no file is opened).
+    /// Counts the entries of `queue/`, `held/`, `failed/` and `corrupt/`,
+    /// and finds the oldest queued one, by name only: no file is opened,
+    /// and no name is kept (a queue of 10,000 behind a dead relay is
+    /// counted every few seconds).
     pub fn counts(&self) -> Result<Counts, SpoolError> {
-        let count = |dir: &str| -> Result<usize, SpoolError> {
-            Ok(list_dir(&self.dir(dir))?
-                .iter()
-                .filter(|(name, _)| name.ends_with(MSG_SUFFIX))
-                .count())
-        };
-        Ok(Counts {
-            queued: count("queue")?,
-            held: count("held")?,
-            failed: count("failed")?,
-            corrupt: list_dir(&self.dir("corrupt"))?
-                .iter()
-                .filter(|(name, _)| !name.ends_with(WHY_SUFFIX))
-                .count(),
-        })
-    }
-
-    /// When the oldest entry of `queue/` arrived, from the names alone
-    /// (queue ids begin with their arrival time).
-    pub fn oldest_queued(&self) -> Result<Option<SystemTime>, SpoolError> {
-        Ok(list_dir(&self.dir("queue"))?
-            .iter()
-            .filter_map(|(name, _)| name.strip_suffix(MSG_SUFFIX))
-            .filter_map(QueueId::parse)
-            .map(|id| id.created())
-            .min())
+        let mut counts = Counts::default();
+        let mut oldest: Option<QueueId> = None;
+        for_each_name(&self.dir("queue"), |name| {
+            if let Some(id) = name.strip_suffix(MSG_SUFFIX).and_then(QueueId::parse) {
+                counts.queued += 1;
+                // Ids begin with their arrival time: the least is the oldest.
+                if oldest.as_ref().is_none_or(|o| id < *o) {
+                    oldest = Some(id);
+                }
+            }
+        })?;
+        counts.oldest_queued = oldest.map(|id| id.created());
+        for_each_name(&self.dir("held"), |name| {
+            counts.held += usize::from(name.ends_with(MSG_SUFFIX))
+        })?;
+        for_each_name(&self.dir("failed"), |name| {
+            counts.failed += usize::from(name.ends_with(MSG_SUFFIX))
+        })?;
+        for_each_name(&self.dir("corrupt"), |name| {
+            counts.corrupt += usize::from(!name.ends_with(WHY_SUFFIX))
+        })?;
+        Ok(counts)
     }
 
     /// A small file of the daemon's in the spool root (`health.json`),
@@ -649,10 +649,20 @@ impl Spool {
     /// first. A file that cannot be read is listed as `unreadable`, with
     /// the reason, never skipped.
     pub fn list(&self) -> Result<Vec<Listing>, SpoolError> {
-        let mut rows = Vec::new();
         // What sendmail submitted and the daemon has not picked up yet is
         // queued too, from the admin's point of view.
-        for dir in ["incoming", "queue", "held", "failed", "corrupt"] {
+        self.list_in(&["incoming", "queue", "held", "failed", "corrupt"])
+    }
+
+    /// Lists what was set aside for a person to look at: held, failed and
+    /// corrupt files, oldest first (the warnings name each).
+    pub fn list_set_aside(&self) -> Result<Vec<Listing>, SpoolError> {
+        self.list_in(&["held", "failed", "corrupt"])
+    }
+
+    fn list_in(&self, dirs: &[&str]) -> Result<Vec<Listing>, SpoolError> {
+        let mut rows = Vec::new();
+        for &dir in dirs {
             let path = self.dir(dir);
             let files = match list_dir(&path) {
                 Ok(files) => files,
@@ -945,6 +955,18 @@ fn read_untrusted(path: &Path, max_bytes: u64) -> Result<Vec<u8>, Unreadable> {
 const LISTING_READ: usize = 4096;
 
 /// Names and paths of a directory's entries.
+/// Calls `f` with each name in `dir`, keeping none.
+fn for_each_name(dir: &Path, mut f: impl FnMut(&str)) -> Result<(), SpoolError> {
+    let rd = fs::read_dir(dir).map_err(|e| SpoolError::io("list", dir, e))?;
+    for item in rd {
+        let item = item.map_err(|e| SpoolError::io("list", dir, e))?;
+        if let Some(name) = item.file_name().to_str() {
+            f(name);
+        }
+    }
+    Ok(())
+}
+
 fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, SpoolError> {
     let rd = fs::read_dir(dir).map_err(|e| SpoolError::io("list", dir, e))?;
     let mut out = Vec::new();

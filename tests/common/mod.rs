@@ -1,12 +1,14 @@
 //! Test harness: the real binaries in a temporary install, and the peers
 //! they talk to, one file each: `daemon` (the install and alert-relayd),
 //! `relay` (aiosmtpd), `gpg` (GnuPG, to check what was encrypted), `smtp`
-//! (SMTP clients), `users` (local accounts, as root).
+//! (SMTP clients), `users` (local accounts, as root), `disk` (a small
+//! file system for the spool, as root).
 #![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 
 pub mod daemon;
+pub mod disk;
 pub mod gpg;
 pub mod prereq;
 pub mod relay;

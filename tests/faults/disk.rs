@@ -3,12 +3,10 @@
 //! already spooled must stay whole, the daemon must keep running, and
 //! everything acked must go out once space returns.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::common::Relay;
+use crate::common::disk::{Tmpfs, fill};
 use crate::support::{Figures, Install, Outcome, RCPT, Suite, Tally, alert, submit};
 
 /// How much room is left when the filler is in place: a few dozen alerts.
@@ -54,15 +52,18 @@ pub fn run(suite: &Suite) -> Outcome {
     let alive = daemon.child.try_wait().ok().flatten().is_none();
 
     // Nothing spooled was damaged: every entry in queue/ decodes, and the
-    // count matches what was acked.
+    // count of alerts matches what was acked. The rest are the daemon's
+    // warnings to the admin that the spool is filling up.
     let queue = install.setup.spool().join("queue");
     let mut whole = 0;
     let mut broken = 0;
+    let mut warnings = 0;
     for e in std::fs::read_dir(&queue).unwrap().flatten() {
         let path = e.path();
         if path.extension().is_some_and(|x| x == "msg") {
             match alert_relay::spool::Entry::decode(&std::fs::read(&path).unwrap()) {
-                Ok(_) => whole += 1,
+                Ok(entry) if entry.recipient.as_str() == RCPT => whole += 1,
+                Ok(_) => warnings += 1,
                 Err(_) => broken += 1,
             }
         }
@@ -94,6 +95,7 @@ pub fn run(suite: &Suite) -> Outcome {
         .set("sendmail_exit", sendmail.status.code().unwrap_or(-1))
         .set("daemon", if alive { "running" } else { "dead" })
         .set("intact", format!("{whole}/{}", whole + broken))
+        .set("warnings_queued", warnings)
         .set("delivered", acked.len() - lost)
         .set("lost", lost)
         .set("duplicates", tally.duplicates());
@@ -126,6 +128,10 @@ pub fn run(suite: &Suite) -> Outcome {
         ),
     )
     .check(after_ok, "mail was refused after space returned")
+    .check(
+        warnings >= 1 && log.contains("queued a warning"),
+        "the admin was not warned that the spool is filling up",
+    )
     .check(drained, "the queue did not drain")
     .check(lost == 0, format!("{lost} acked alerts never arrived"))
     .check(tally.duplicates() == 0, "duplicates")
@@ -134,45 +140,4 @@ pub fn run(suite: &Suite) -> Outcome {
         "the log does not say the spool was full",
     );
     f.done()
-}
-
-/// Fills `path` until the file system is full, then frees `room` bytes.
-fn fill(path: &Path, room: u64) {
-    let mut file = std::fs::File::create(path).unwrap();
-    let chunk = vec![0u8; 64 * 1024];
-    let mut len = 0u64;
-    while file.write_all(&chunk).is_ok() {
-        len += chunk.len() as u64;
-    }
-    file.set_len(len.saturating_sub(room)).unwrap();
-}
-
-/// A tmpfs mounted over a directory, lazily unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Tmpfs, String> {
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("mount: {e}"))?;
-        if out.status.success() {
-            Ok(Tmpfs(dir.to_path_buf()))
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).output();
-    }
 }

@@ -18,6 +18,7 @@
 mod common;
 
 mod burst;
+mod certchange;
 mod corrupt;
 mod disk;
 mod large;
@@ -43,6 +44,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("relay-drop-after-dot", relay::drop_after_dot),
     ("relay-silent", relay::silent),
     ("relay-slow", relay::slow),
+    ("relay-cert-change", certchange::run),
     ("lossy-link", link::run),
     ("reload-under-load", reload::run),
     ("corrupt-spool", corrupt::run),

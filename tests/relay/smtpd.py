@@ -34,6 +34,7 @@ p.add_argument("--user", default="ossec@example.net")
 p.add_argument("--password", default="correct horse battery staple")
 p.add_argument("--mechanisms", default="PLAIN LOGIN")
 p.add_argument("--rcpt-reply", default="", help="reply to every RCPT, e.g. '550 5.1.1 no such user'")
+p.add_argument("--rcpt-only", default="", help="give --rcpt-reply to this address alone")
 p.add_argument("--pipelining", action="store_true", help="announce PIPELINING (RFC 2920)")
 # Fault injection for tests/faults: misbehave in the first --fault-count
 # transactions (or sessions, for "slow"; -1: always), then behave.
@@ -79,7 +80,7 @@ class Handler:
 
     async def handle_RCPT(self, server, session, envelope, address, options):
         event("rcpt", session, address=address)
-        if args.rcpt_reply:
+        if args.rcpt_reply and args.rcpt_only in ("", address):
             return args.rcpt_reply
         envelope.rcpt_tos.append(address)
         return "250 OK"

@@ -1,0 +1,247 @@
+//! Warnings that travel by mail while mail still works: before a problem
+//! stops delivery (a pinned certificate about to be renewed, a key about
+//! to expire, a disk filling up), and when alerts were set aside (held,
+//! failed, corrupt), the admins get an encrypted message that says what
+//! will break, when, and the command that fixes it.
+//!
+//! Each condition is told at most once per [`EVERY`] while it lasts; the
+//! stamps live in the health record, so a restart does not repeat them.
+//! A recipient whose own key expires is told too, encrypted to that key
+//! while it still works. What mail cannot help with (the daemon down,
+//! delivery failing) is not mailed: such a warning would wait in the same
+//! queue. `relayctl health`, systemd's STATUS= and the heartbeat's absence
+//! tell of those.
+//!
+//! This module writes the messages; the daemon queues them like any
+//! alert, encrypted to each recipient's key.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use super::assess::{Grade, Problem};
+use super::secs;
+use crate::context::Context;
+use crate::route::Recipient;
+use crate::spool::Listing;
+
+/// A condition is mailed about at most this often.
+pub const EVERY: Duration = Duration::from_secs(86400);
+/// Newly set-aside alerts are told at most this often: a warning the
+/// relay refuses for good is itself a failed alert, and must not beget
+/// a warning every few seconds.
+pub const SET_ASIDE_EVERY: Duration = Duration::from_secs(3600);
+
+/// One message to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub to: Vec<Recipient>,
+    /// The stamps to record once it is queued.
+    pub stamps: Vec<String>,
+    /// The message as a local client would submit it (plaintext; it is
+    /// encrypted when queued).
+    pub message: Vec<u8>,
+}
+
+/// The conditions mail can help with, and the spool state whose entries a
+/// set-aside condition lists.
+fn mailed(condition: &str) -> Option<Option<&'static str>> {
+    match condition {
+        "relay-certificate" | "disk" => Some(None),
+        "held" => Some(Some("held")),
+        "failed" => Some(Some("failed")),
+        "corrupt" => Some(Some("corrupt")),
+        c if c.starts_with("key:") => Some(None),
+        _ => None,
+    }
+}
+
+/// The stamp a problem is mailed under: its condition, and for set-aside
+/// entries the newest one's id, so that a newly failed alert is told at
+/// once rather than the next day.
+fn stamp(problem: &Problem, set_aside: &[Listing]) -> Option<String> {
+    let state = mailed(&problem.condition)?;
+    Some(match state {
+        None => problem.condition.clone(),
+        Some(state) => {
+            let newest = set_aside
+                .iter()
+                .filter(|l| l.state == state)
+                .max_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)))
+                .map_or("", |l| l.id.as_str());
+            format!("{}:{newest}", problem.condition)
+        }
+    })
+}
+
+/// The warnings due now: for each mailed problem whose stamp is older
+/// than [`EVERY`] (or absent), one message to the admins with all of
+/// them, and one to each recipient whose own key is among them.
+pub fn due(
+    ctx: &Context,
+    problems: &[Problem],
+    warned: &BTreeMap<String, u64>,
+    set_aside: &[Listing],
+    now: SystemTime,
+) -> Vec<Warning> {
+    let within = |stamp: &str, span: Duration| {
+        warned
+            .get(stamp)
+            .is_some_and(|&t| secs(now).saturating_sub(t) < span.as_secs())
+    };
+    let due: Vec<(String, &Problem)> = problems
+        .iter()
+        .filter(|p| p.grade >= Grade::Warning)
+        .filter_map(|p| stamp(p, set_aside).map(|s| (s, p)))
+        .filter(|(s, p)| !within(s, EVERY) && !within(&p.condition, SET_ASIDE_EVERY))
+        .collect();
+    // Only to keys that can encrypt now: a warning to a broken key would
+    // be held, and a held alert is itself a condition to warn about.
+    let usable = |r: &Recipient| {
+        ctx.keyring
+            .get(r)
+            .is_some_and(|k| crate::encrypt::keys::can_encrypt(&k.cert, now).is_ok())
+    };
+    let admins: Vec<Recipient> = ctx.config.admins().into_iter().filter(usable).collect();
+    if due.is_empty() || admins.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let all: Vec<&Problem> = due.iter().map(|(_, p)| *p).collect();
+    // The condition itself too: what SET_ASIDE_EVERY counts from.
+    let mut stamps: Vec<String> = due
+        .iter()
+        .flat_map(|(s, p)| [s.clone(), p.condition.clone()])
+        .collect();
+    stamps.sort();
+    stamps.dedup();
+    out.push(Warning {
+        to: admins.clone(),
+        stamps,
+        message: compose(ctx, &admins, &all, set_aside, now),
+    });
+    // The owner of an expiring key hears of it too.
+    for (_, p) in &due {
+        let Some(fingerprint) = p.condition.strip_prefix("key:") else {
+            continue;
+        };
+        let owner = ctx
+            .keyring
+            .iter()
+            .find(|k| k.fingerprint.to_string() == fingerprint)
+            .map(|k| k.recipient.clone());
+        if let Some(owner) = owner.filter(|o| !admins.contains(o) && usable(o)) {
+            let to = vec![owner];
+            out.push(Warning {
+                message: compose(ctx, &to, &[*p], &[], now),
+                to,
+                stamps: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+/// One warning message: each problem with its fix, and the alerts set
+/// aside under the conditions that have them. No alert content: only
+/// queue ids, recipients and reasons.
+fn compose(
+    ctx: &Context,
+    to: &[Recipient],
+    problems: &[&Problem],
+    set_aside: &[Listing],
+    now: SystemTime,
+) -> Vec<u8> {
+    let host = &ctx.hostname;
+    let to_line: Vec<String> = to.iter().map(|r| format!("<{r}>")).collect();
+    let mut out = format!(
+        "From: alert-relay <{from}>\r\nTo: {to}\r\nSubject: alert-relay on {host}: {n} \
+         problem{s} to fix before alerts stop\r\n\r\n\
+         alert-relay on {host} found {what} that will stop alerts, or has\r\n\
+         already set some aside, unless someone acts. Each is told at most\r\n\
+         once a day while it lasts; `relayctl health` on {host} shows the\r\n\
+         state now. Checked at {now}.\r\n",
+        from = ctx.sealer.sender.address,
+        to = to_line.join(", "),
+        n = problems.len(),
+        s = if problems.len() == 1 { "" } else { "s" },
+        what = if problems.len() == 1 {
+            "a problem"
+        } else {
+            "problems"
+        },
+        now = super::assess::when(now),
+    );
+    for p in problems {
+        let _ = write!(
+            out,
+            "\r\n{} {}\r\n  {}\r\n  fix: {}\r\n",
+            p.grade.as_str(),
+            p.condition,
+            p.what,
+            p.fix
+        );
+        if let Some(Some(state)) = mailed(&p.condition) {
+            for l in set_aside.iter().filter(|l| l.state == state) {
+                let _ = write!(
+                    out,
+                    "    {} {} to {}: {}\r\n",
+                    l.id,
+                    super::assess::when(l.created),
+                    if l.recipient.is_empty() {
+                        "?"
+                    } else {
+                        &l.recipient
+                    },
+                    l.last_error
+                );
+            }
+        }
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(condition: &str) -> Problem {
+        Problem {
+            grade: Grade::Warning,
+            condition: condition.into(),
+            what: format!("{condition} is wrong"),
+            fix: format!("fix {condition}"),
+        }
+    }
+
+    fn listing(id: &str, state: &'static str, secs: u64) -> Listing {
+        Listing {
+            id: id.into(),
+            state,
+            recipient: "alerts@example.org".into(),
+            size: 1,
+            created: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            attempts: 1,
+            next_attempt: None,
+            last_error: "RCPT TO refused: 550 no such user".into(),
+        }
+    }
+
+    #[test]
+    fn only_what_mail_can_help_with_is_mailed() {
+        let set_aside = [listing("A", "failed", 1), listing("B", "failed", 2)];
+        assert_eq!(
+            stamp(&problem("relay-certificate"), &set_aside).as_deref(),
+            Some("relay-certificate")
+        );
+        assert_eq!(stamp(&problem("key:F00"), &[]).as_deref(), Some("key:F00"));
+        // The newest failed entry names the stamp: a new one is told at once.
+        assert_eq!(
+            stamp(&problem("failed"), &set_aside).as_deref(),
+            Some("failed:B")
+        );
+        for unmailed in ["daemon", "delivery", "queue-age", "record"] {
+            assert_eq!(stamp(&problem(unmailed), &set_aside), None, "{unmailed}");
+        }
+    }
+}
