@@ -25,9 +25,9 @@ use tokio::sync::{Semaphore, watch};
 use crate::config::{Config, ConfigError, Listen};
 use crate::context::Context;
 use crate::encrypt::HoldKey;
-use crate::health::assess::{Problem, Snapshot, assess};
-use crate::health::warn;
+use crate::health::assess::{Problem, Snapshot, assess, grade};
 use crate::health::{self, Health};
+use crate::health::{heartbeat, warn};
 use crate::ingest::smtp::{self, Sink};
 use crate::spool::Arrivals;
 use crate::spool::{Spool, SpoolError};
@@ -406,7 +406,40 @@ impl Watch {
                 &ctx.config.health,
                 ctx.config.listen.max_message_size.0,
             );
-            send_warnings(&ctx, &spool, &arrivals, &health, &problems, &record, now);
+            let mail = Mail {
+                ctx: &ctx,
+                spool: &spool,
+                arrivals: &arrivals,
+            };
+            for w in warn::due(
+                &ctx,
+                &problems,
+                &record.warned,
+                &mail.set_aside(&problems),
+                now,
+            ) {
+                if mail.queue(&w.to, &w.message, "warning") {
+                    tracing::warn!(
+                        conditions = ?w.stamps.join(" "),
+                        "queued a warning: relayctl health shows the problems and their fixes"
+                    );
+                    health.warned(&w.stamps, now);
+                }
+            }
+            if heartbeat::due(&ctx, &record, now) {
+                let to: Vec<_> = ctx
+                    .config
+                    .heartbeat_to()
+                    .into_iter()
+                    .filter(|r| warn::usable(&ctx, r, now))
+                    .collect();
+                let message =
+                    heartbeat::compose(&ctx, &snapshot, &record, &problems, grade(&problems));
+                if mail.queue(&to, &message, "heartbeat") {
+                    tracing::info!("queued a heartbeat");
+                    health.beat(record.totals, now);
+                }
+            }
             (snapshot.counts, problems)
         })
         .await;
@@ -452,39 +485,46 @@ impl Watch {
     }
 }
 
-/// Queues the warnings due now ([`warn::due`]), encrypted like any alert,
-/// and records that they went out. One that cannot be queued is logged
-/// and tried again at the next look.
-fn send_warnings(
-    ctx: &Context,
-    spool: &Spool,
-    arrivals: &Arrivals,
-    health: &Health,
-    problems: &[Problem],
-    record: &health::Record,
-    now: SystemTime,
-) {
-    let set_aside_counted = problems
-        .iter()
-        .any(|p| matches!(p.condition.as_str(), "held" | "failed" | "corrupt"));
-    let set_aside = match set_aside_counted {
-        true => spool.list_set_aside().unwrap_or_default(),
-        false => Vec::new(),
-    };
-    let sender = ctx.sealer.sender.address.as_str();
-    for w in warn::due(ctx, problems, &record.warned, &set_aside, now) {
-        let entries = crate::ingest::entries(ctx, sender, &w.to, &w.message);
-        match spool.commit(&entries) {
+/// The daemon's own mail (warnings, heartbeats): queued like any alert,
+/// encrypted to each recipient's key.
+struct Mail<'a> {
+    ctx: &'a Context,
+    spool: &'a Spool,
+    arrivals: &'a Arrivals,
+}
+
+impl Mail<'_> {
+    /// What was set aside (held, failed, corrupt), when a problem counts
+    /// it: the warnings list each.
+    fn set_aside(&self, problems: &[Problem]) -> Vec<crate::spool::Listing> {
+        let counted = problems
+            .iter()
+            .any(|p| matches!(p.condition.as_str(), "held" | "failed" | "corrupt"));
+        match counted {
+            true => self.spool.list_set_aside().unwrap_or_default(),
+            false => Vec::new(),
+        }
+    }
+
+    /// Queues `message` to `to`; whether it was. One that cannot be
+    /// queued is logged, and tried again at the next look.
+    fn queue(&self, to: &[crate::route::Recipient], message: &[u8], what: &str) -> bool {
+        if to.is_empty() {
+            tracing::error!("no recipient whose key can encrypt for the {what}");
+            return false;
+        }
+        let sender = self.ctx.sealer.sender.address.as_str();
+        let entries = crate::ingest::entries(self.ctx, sender, to, message);
+        match self.spool.commit(&entries) {
             Ok(()) => {
-                crate::ingest::log_stored(&entries, "health");
-                tracing::warn!(
-                    conditions = ?w.stamps.join(" "),
-                    "queued a warning: relayctl health shows the problems and their fixes"
-                );
-                arrivals.queued(&entries);
-                health.warned(&w.stamps, now);
+                crate::ingest::log_stored(&entries, what);
+                self.arrivals.queued(&entries);
+                true
             }
-            Err(e) => tracing::error!("cannot queue a warning: {e}"),
+            Err(e) => {
+                tracing::error!("cannot queue the {what}: {e}");
+                false
+            }
         }
     }
 }

@@ -73,6 +73,31 @@ const BAD: &[(&str, &str, &str)] = &[
         "max_in_flight = \"1MiB\"\nhostname = ",
         "listen.max_in_flight: 1048576 is less than listen.max_message_size (10485760)",
     ),
+    (
+        "[aliases]",
+        "[health]\nwarn_after = \"2h\"\n\n[aliases]",
+        "health.critical_after: 1h is shorter than health.warn_after (2h)",
+    ),
+    (
+        "[aliases]",
+        "[health]\nto = [\"nobody@example.com\"]\n\n[aliases]",
+        "health.to[0]: nobody@example.com is not a configured recipient or alias",
+    ),
+    (
+        "[aliases]",
+        "[heartbeat]\nto = [\"root\"]\n\n[aliases]",
+        "heartbeat.every: is missing, but heartbeat.to is set",
+    ),
+    (
+        "[aliases]",
+        "[heartbeat]\nevery = \"500ms\"\n\n[aliases]",
+        "heartbeat.every: 500ms is less than a second",
+    ),
+    (
+        "[aliases]",
+        "[heartbeat]\nevery = \"daily\"\n\n[aliases]",
+        "heartbeat.every: \"daily\" is not a duration",
+    ),
 ];
 
 #[test]

@@ -642,3 +642,78 @@ fn a_spool_filling_up_is_a_warning_told_by_mail_then_critical() {
         "{json:#}"
     );
 }
+
+#[test]
+fn heartbeats_come_every_period_and_have_one_size_whatever_the_counts() {
+    // The relay refuses the journalist: the second heartbeat has a
+    // problem to list that the first has not.
+    let relay = Relay::start(&[
+        "--rcpt-reply",
+        "550 5.1.1 no such mailbox",
+        "--rcpt-only",
+        "journalist@example.org",
+    ]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    setup.write_config(&format!("{config}\n[heartbeat]\nevery = \"2s\"\n"));
+    let daemon = setup.start();
+    // The first at once, with nothing counted yet.
+    relay.wait_messages(1);
+    for _ in 0..25 {
+        send_alert(&setup);
+    }
+    let out = setup.sendmail(&["journalist@example.org"], b"Subject: x\n\nrefused\n");
+    assert!(out.status.success(), "{out:?}");
+    setup.wait_entries("failed", 1);
+    let beats = |relay: &Relay| -> Vec<Vec<u8>> {
+        relay
+            .messages()
+            .into_iter()
+            .filter(|m| common::contains(m, b"Subject: alert-relay heartbeat from mon.example.org"))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while beats(&relay).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no second heartbeat: {}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let beats = beats(&relay);
+    let gpg = Gpg::with_keys(&["alerts"]);
+    let first = String::from_utf8(gpg.decrypt(&beats[0])).unwrap();
+    let second = String::from_utf8(gpg.decrypt(&beats[1])).unwrap();
+    let figure = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(figure(&first, "accepted"), 0, "{first}");
+    // The 26 alerts, the first heartbeat itself and the warning about
+    // the refused alert.
+    assert_eq!(figure(&second, "accepted"), 28, "{second}");
+    assert_eq!(figure(&second, "failed"), 1, "{second}");
+    assert!(figure(&second, "delivered") >= 25, "{second}");
+    assert!(
+        first.contains("alert-relay on mon.example.org is alive at"),
+        "{first}"
+    );
+    assert!(!first.contains("WARNING failed"), "{first}");
+    assert!(
+        second.contains("WARNING failed: 1 alert(s) in failed/"),
+        "{second}"
+    );
+    // Very different counts, one size: on the wire, and inside.
+    assert_eq!(
+        common::armored_block(&beats[0]).len(),
+        common::armored_block(&beats[1]).len()
+    );
+    assert_eq!(first.len(), second.len());
+    assert!(daemon.log().contains("queued a heartbeat"));
+}

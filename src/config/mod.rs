@@ -52,6 +52,8 @@ pub struct Config {
     pub aliases: BTreeMap<String, AliasTargets>,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub heartbeat: HeartbeatConfig,
     /// The file this was read from, for error messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -129,6 +131,16 @@ pub struct HealthConfig {
     pub min_free: ByteSize,
     /// Who gets the warnings by mail: configured recipients or aliases.
     /// Empty: whoever `root` reaches, else every recipient.
+    pub to: Vec<String>,
+}
+
+/// `[heartbeat]`: an encrypted summary every so often, so that its
+/// absence tells someone the host is down. Off unless `every` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    pub every: Option<HumanDuration>,
+    /// Configured recipients or aliases; empty: the admins.
     pub to: Vec<String>,
 }
 
@@ -472,7 +484,42 @@ impl Config {
                 bad(&format!("health.to[{i}]"), e.to_string());
             }
         }
+        for (i, name) in self.heartbeat.to.iter().enumerate() {
+            if let Err(e) = router.resolve(name) {
+                bad(&format!("heartbeat.to[{i}]"), e.to_string());
+            }
+        }
+        match self.heartbeat.every {
+            None if !self.heartbeat.to.is_empty() => bad(
+                "heartbeat.every",
+                "is missing, but heartbeat.to is set: without it there is no heartbeat \
+                 (e.g. every = \"24h\")"
+                    .into(),
+            ),
+            Some(every) if every.0 < Duration::from_secs(1) => {
+                bad("heartbeat.every", format!("{every} is less than a second"))
+            }
+            _ => {}
+        }
         problems
+    }
+
+    /// Who gets the heartbeat: `heartbeat.to`, else the admins.
+    pub fn heartbeat_to(&self) -> Vec<Recipient> {
+        let router = self.router();
+        let mut out: Vec<Recipient> = Vec::new();
+        for r in self
+            .heartbeat
+            .to
+            .iter()
+            .filter_map(|n| router.resolve(n).ok())
+            .flatten()
+        {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        if out.is_empty() { self.admins() } else { out }
     }
 
     /// Who is warned by mail when delivery is about to break: `health.to`,

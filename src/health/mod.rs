@@ -16,6 +16,7 @@
 //! the monitoring-plugin convention.
 
 pub mod assess;
+pub mod heartbeat;
 pub mod warn;
 
 use std::collections::BTreeMap;
@@ -208,6 +209,16 @@ pub struct Record {
     /// When a warning about each condition last went out (for at most one
     /// a day).
     pub warned: BTreeMap<String, u64>,
+    /// The last heartbeat: when, and the totals then (the next one
+    /// counts from them).
+    pub heartbeat: Option<Beat>,
+}
+
+/// A heartbeat that went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    pub at: u64,
+    pub totals: Totals,
 }
 
 impl Record {
@@ -379,6 +390,17 @@ impl Health {
         if !stamps.is_empty() {
             self.changed.notify_one();
         }
+    }
+
+    /// A heartbeat was queued, counting up to `totals`.
+    pub fn beat(&self, totals: Totals, now: SystemTime) {
+        self.with(|r| {
+            r.heartbeat = Some(Beat {
+                at: secs(now),
+                totals,
+            })
+        });
+        self.changed.notify_one();
     }
 
     /// The record as it stands.

@@ -56,6 +56,15 @@ fn mailed(condition: &str) -> Option<Option<&'static str>> {
     }
 }
 
+/// Whether the daemon's own mail may go to `r`: only to keys that can
+/// encrypt now. Mail to a broken key would be held, and a held alert is
+/// itself a condition to warn about.
+pub fn usable(ctx: &Context, r: &Recipient, now: SystemTime) -> bool {
+    ctx.keyring
+        .get(r)
+        .is_some_and(|k| crate::encrypt::keys::can_encrypt(&k.cert, now).is_ok())
+}
+
 /// The stamp a problem is mailed under: its condition, and for set-aside
 /// entries the newest one's id, so that a newly failed alert is told at
 /// once rather than the next day.
@@ -95,13 +104,7 @@ pub fn due(
         .filter_map(|p| stamp(p, set_aside).map(|s| (s, p)))
         .filter(|(s, p)| !within(s, EVERY) && !within(&p.condition, SET_ASIDE_EVERY))
         .collect();
-    // Only to keys that can encrypt now: a warning to a broken key would
-    // be held, and a held alert is itself a condition to warn about.
-    let usable = |r: &Recipient| {
-        ctx.keyring
-            .get(r)
-            .is_some_and(|k| crate::encrypt::keys::can_encrypt(&k.cert, now).is_ok())
-    };
+    let usable = |r: &Recipient| usable(ctx, r, now);
     let admins: Vec<Recipient> = ctx.config.admins().into_iter().filter(usable).collect();
     if due.is_empty() || admins.is_empty() {
         return Vec::new();
