@@ -86,6 +86,19 @@ impl Report {
     }
 }
 
+/// The report, with step names given for one relay.
+struct Named<'r, 'f> {
+    report: &'r mut Report,
+    name: &'f dyn Fn(&str) -> String,
+}
+
+impl Named<'_, '_> {
+    fn step(&mut self, ok: bool, name: &str, detail: &str) -> bool {
+        let name = (self.name)(name);
+        self.report.step(ok, &name, detail)
+    }
+}
+
 /// Runs every step; true when all passed.
 pub fn run(opts: &Options<'_>) -> bool {
     let mut report = Report {
@@ -126,23 +139,30 @@ fn steps(opts: &Options<'_>, report: &mut Report) -> bool {
         }
     };
 
-    match (&config.relay.username, config.check_secrets()) {
-        (None, _) => {
-            report.step(
-                true,
-                "password",
-                "no relay.username: the relay is used without AUTH",
-            );
+    for (section, relay) in config.relays() {
+        let step = hop_step(section, "password");
+        match &relay.username {
+            None => {
+                report.step(
+                    true,
+                    &step,
+                    &format!("no {section}.username: the relay is used without AUTH"),
+                );
+            }
+            Some(_) => {
+                let source = relay.password_source();
+                match source.read() {
+                    Ok(_) => {
+                        report.step(
+                            true,
+                            &step,
+                            &format!("{} is private and not empty", source.describe()),
+                        );
+                    }
+                    Err(e) => ok &= report.step(false, &step, &e),
+                }
+            }
         }
-        (Some(_), Ok(())) => {
-            let source = config.relay.password_source().describe();
-            report.step(
-                true,
-                "password",
-                &format!("{source} is private and not empty"),
-            );
-        }
-        (Some(_), Err(e)) => ok &= report.step(false, "password", &e.to_string()),
     }
     // Run as root, every file above was readable; the daemon is not root.
     if crate::os::is_root() {
@@ -153,8 +173,41 @@ fn steps(opts: &Options<'_>, report: &mut Report) -> bool {
         Ok(r) => r,
         Err(e) => return report.step(false, "runtime", &e.to_string()),
     };
-    let network = runtime.block_on(network(report, opts, &config, ctx.as_ref()));
-    ok && network
+    // Every relay is walked: the fallback must work on the day it is needed.
+    let mut network_ok = true;
+    for (section, relay) in config.relays() {
+        let sender = match (section, config.fallback_sender()) {
+            ("fallback", Some(Ok(m))) => m.address.as_str().to_string(),
+            _ => ctx
+                .as_ref()
+                .map(|c| c.sealer.sender.address.as_str().to_string())
+                .unwrap_or_default(),
+        };
+        let hop = Hop {
+            section,
+            relay,
+            sender,
+        };
+        network_ok &= runtime.block_on(network(report, opts, &config, &hop, ctx.as_ref()));
+    }
+    ok && network_ok
+}
+
+/// One relay `relayctl test` walks: `[relay]`, then `[fallback]`.
+struct Hop<'a> {
+    section: &'static str,
+    relay: &'a crate::config::Relay,
+    /// The envelope sender through it.
+    sender: String,
+}
+
+/// A step's name: as it is for the primary relay, prefixed for the
+/// fallback ("fallback TCP").
+fn hop_step(section: &str, step: &str) -> String {
+    match section {
+        "relay" => step.to_string(),
+        other => format!("{other} {step}"),
+    }
 }
 
 /// Whether the daemon's user can read what it needs: the config, the keys,
@@ -176,11 +229,21 @@ fn daemon_user_step(report: &mut Report, config: &Config) -> bool {
     for r in &config.recipients {
         needs.push((r.key.clone(), Access::Read, "a recipient's key"));
     }
-    if let Some(p) = &config.relay.password_file {
-        needs.push((p.clone(), Access::Read, "the password file"));
-    }
-    if let Some(p) = &config.relay.ca_file {
-        needs.push((p.clone(), Access::Read, "relay.ca_file"));
+    for (section, relay) in config.relays() {
+        if let Some(p) = &relay.password_file {
+            let what = match section {
+                "relay" => "the password file",
+                _ => "the fallback's password file",
+            };
+            needs.push((p.clone(), Access::Read, what));
+        }
+        if let Some(p) = &relay.ca_file {
+            let what = match section {
+                "relay" => "relay.ca_file",
+                _ => "fallback.ca_file",
+            };
+            needs.push((p.clone(), Access::Read, what));
+        }
     }
     needs.push((spool.clone(), Access::WriteDir, "the spool"));
     let problems: Vec<String> = needs
@@ -272,12 +335,19 @@ async fn network(
     report: &mut Report,
     opts: &Options<'_>,
     config: &Config,
+    hop: &Hop<'_>,
     ctx: Option<&Context>,
 ) -> bool {
     let helo = ctx
         .map(|c| c.hostname.clone())
         .unwrap_or_else(|| config.hostname());
-    let s = match Settings::from_config(config, &helo) {
+    let name = |step: &str| hop_step(hop.section, step);
+    let mut report = Named {
+        report,
+        name: &name,
+    };
+    let report = &mut report;
+    let s = match Settings::for_relay(hop.relay, &helo) {
         Ok(s) => s,
         Err(e) => return report.step(false, "TLS setup", &e.to_string()),
     };
@@ -304,9 +374,9 @@ async fn network(
                 crate::config::TlsMode::Implicit => "implicit TLS",
             };
             let check = if s.tls.pinned() {
-                "the certificate matches relay.fingerprints"
+                format!("the certificate matches {}.fingerprints", hop.section)
             } else {
-                "the certificate is valid for the host name"
+                "the certificate is valid for the host name".to_string()
             };
             report.step(
                 true,
@@ -351,7 +421,7 @@ async fn network(
             None => return report.step(false, "MAIL/RCPT", "no [[recipients]] configured"),
         },
     };
-    let from = ctx.sealer.sender.address.as_str().to_string();
+    let from = hop.sender.clone();
     if let Err(e) = conn.envelope(&from, to.0.as_str()).await {
         return report.step(false, "MAIL/RCPT", &e.to_string());
     }
@@ -361,7 +431,7 @@ async fn network(
     }
     if opts.no_send {
         conn.quit().await;
-        if matches!(report.output, Output::Text { .. }) {
+        if matches!(report.report.output, Output::Text { .. }) {
             println!("  (--no-send: stopped before DATA)");
         }
         return true;

@@ -98,6 +98,26 @@ const BAD: &[(&str, &str, &str)] = &[
         "[heartbeat]\nevery = \"daily\"\n\n[aliases]",
         "heartbeat.every: \"daily\" is not a duration",
     ),
+    (
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\nfallback_after = \"5m\"",
+        "relay.fallback_after: belongs in [fallback]",
+    ),
+    (
+        "[aliases]",
+        "[fallback]\nhost = \"127.0.0.1\"\nport = 1\n\n[aliases]",
+        "fallback.host: is the primary relay itself",
+    ),
+    (
+        "[aliases]",
+        "[fallback]\nhost = \"smtp.example.com\"\nusername = \"u\"\n\n[aliases]",
+        "fallback.password_file: is missing",
+    ),
+    (
+        "[aliases]",
+        "[fallback]\nhost = \"smtp.example.com\"\nfallback_after = \"soon\"\n\n[aliases]",
+        "fallback.fallback_after: \"soon\" is not a duration",
+    ),
 ];
 
 #[test]

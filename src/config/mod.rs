@@ -54,6 +54,9 @@ pub struct Config {
     pub health: HealthConfig,
     #[serde(default)]
     pub heartbeat: HeartbeatConfig,
+    /// `[fallback]`: a second relay, with the keys of `[relay]` and
+    /// `fallback_after`.
+    pub fallback: Option<Relay>,
     /// The file this was read from, for error messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -182,6 +185,9 @@ pub struct Relay {
     pub domain: Option<String>,
     pub password_file: Option<PathBuf>,
     pub sender: Option<String>,
+    /// `[fallback]` only: how long the primary must have failed with a
+    /// temporary class before due alerts go through the fallback.
+    pub fallback_after: Option<HumanDuration>,
     #[serde(default = "default_relay_timeout")]
     pub timeout: HumanDuration,
 }
@@ -211,6 +217,12 @@ impl Relay {
             Some(d) => format!("{user}@{d}"),
             None => user.clone(),
         })
+    }
+
+    /// `[fallback]` only: `fallback_after`, 15 minutes by default.
+    pub fn fallback_after(&self) -> Duration {
+        self.fallback_after
+            .map_or(Duration::from_secs(15 * 60), |d| d.0)
     }
 
     /// Where the SASL password is read from.
@@ -427,20 +439,50 @@ impl Config {
                 "needs at least one interval, e.g. [\"1m\", \"5m\", \"1h\"]".into(),
             );
         }
-        if self.relay.host.trim().is_empty() {
+        for (section, relay) in self.relays() {
+            let key = |k: &str| format!("{section}.{k}");
+            if relay.host.trim().is_empty() {
+                bad(
+                    &key("host"),
+                    "is empty; name the upstream SMTP relay".into(),
+                );
+            }
+            if relay.port == 0 {
+                bad(&key("port"), "0 is not a port".into());
+            }
+            if relay.password_file.is_some() && relay.username.is_none() {
+                bad(
+                    &key("username"),
+                    "is missing, but password_file is set: AUTH needs both".into(),
+                );
+            }
+        }
+        if self.relay.fallback_after.is_some() {
             bad(
-                "relay.host",
-                "is empty; name the upstream SMTP relay".into(),
+                "relay.fallback_after",
+                "belongs in [fallback], with the second relay it is about".into(),
             );
         }
-        if self.relay.port == 0 {
-            bad("relay.port", "0 is not a port".into());
-        }
-        if self.relay.password_file.is_some() && self.relay.username.is_none() {
-            bad(
-                "relay.username",
-                "is missing, but relay.password_file is set: AUTH needs both".into(),
-            );
+        if let Some(f) = &self.fallback {
+            if f.username.is_some() && f.password_file.is_none() {
+                bad(
+                    "fallback.password_file",
+                    "is missing: the fallback relay's password must be in a file of its own \
+                     (the systemd credential is the primary's)"
+                        .into(),
+                );
+            }
+            if f.host == self.relay.host && f.port == self.relay.port {
+                bad(
+                    "fallback.host",
+                    "is the primary relay itself: a fallback must be another relay".into(),
+                );
+            }
+            if let Some(s) = &f.sender
+                && let Err(e) = Mailbox::parse(s)
+            {
+                bad("fallback.sender", e);
+            }
         }
         if let Err(e) = self.sender() {
             bad("relay.sender", e);
@@ -548,23 +590,46 @@ impl Config {
         out
     }
 
-    /// Checks that need the daemon's privileges: with `relay.username`
-    /// set, the password the daemon will read exists, is a private regular
-    /// file and is not empty (the same read as at each login, so `relayctl
-    /// check` cannot pass what the daemon will not find).
+    /// Checks that need the daemon's privileges: for each relay with a
+    /// username, the password the daemon will read exists, is a private
+    /// regular file and is not empty (the same read as at each login, so
+    /// `relayctl check` cannot pass what the daemon will not find).
     pub fn check_secrets(&self) -> Result<(), ConfigError> {
-        if self.relay.username.is_none() {
-            return Ok(());
+        for (section, relay) in self.relays() {
+            if relay.username.is_none() {
+                continue;
+            }
+            let source = relay.password_source();
+            let key = match source {
+                PasswordSource::File(_) => format!("{section}.password_file"),
+                PasswordSource::Credential => format!("{section}.username"),
+            };
+            source
+                .read()
+                .map_err(|m| ConfigError::one(&self.path, &key, m))?;
         }
-        let source = self.relay.password_source();
-        let key = match source {
-            PasswordSource::File(_) => "relay.password_file",
-            PasswordSource::Credential => "relay.username",
-        };
-        source
-            .read()
-            .map(drop)
-            .map_err(|m| ConfigError::one(&self.path, key, m))
+        Ok(())
+    }
+
+    /// The relays with the name of their section: `relay`, then
+    /// `fallback` when configured.
+    pub fn relays(&self) -> Vec<(&'static str, &Relay)> {
+        let mut out = vec![("relay", &self.relay)];
+        if let Some(f) = &self.fallback {
+            out.push(("fallback", f));
+        }
+        out
+    }
+
+    /// The envelope sender through the fallback relay: `fallback.sender`,
+    /// else its `username@domain`, else the primary's.
+    pub fn fallback_sender(&self) -> Option<Result<Mailbox, String>> {
+        let f = self.fallback.as_ref()?;
+        Some(match (&f.sender, &f.username, &f.domain) {
+            (Some(s), _, _) => Mailbox::parse(s),
+            (None, Some(u), Some(d)) => Mailbox::parse(&format!("{u}@{d}")),
+            _ => self.sender(),
+        })
     }
 
     /// The banner and local-domain name: `listen.hostname`, else the

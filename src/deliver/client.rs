@@ -49,7 +49,14 @@ impl Settings {
         config: &crate::config::Config,
         helo: &str,
     ) -> Result<Settings, super::tls::TlsSetupError> {
-        let relay = &config.relay;
+        Settings::for_relay(&config.relay, helo)
+    }
+
+    /// The settings of one relay section (`[relay]` or `[fallback]`).
+    pub fn for_relay(
+        relay: &crate::config::Relay,
+        helo: &str,
+    ) -> Result<Settings, super::tls::TlsSetupError> {
         Ok(Settings {
             host: relay.host.clone(),
             port: relay.port,

@@ -2,5 +2,6 @@
 //! ([`client`], [`tls`]).
 pub mod client;
 pub mod error;
+mod relay;
 pub mod runner;
 pub mod tls;

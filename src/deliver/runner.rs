@@ -30,9 +30,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
-use super::client::{Connection, DeliverError, Reply, Settings};
+use super::client::{DeliverError, Reply};
+use super::relay::{NO_TLS, Route, Through, Unsent};
 use crate::context::Context;
-use crate::health::Health;
+use crate::health::{Class, Health, Via};
 use crate::spool::{Arrivals, Entry, Pending, QueueId, Spool, State};
 
 /// How long an idle connection to the relay is kept for more mail.
@@ -127,10 +128,55 @@ impl Index {
     }
 }
 
-/// Settings built for one loaded config (TLS roots are read once).
+/// The relays built for one loaded config (TLS roots are read once).
 struct Prepared {
     ctx: Arc<Context>,
-    settings: Result<Settings, DeliverError>,
+    primary: Route,
+    fallback: Option<Route>,
+}
+
+impl Prepared {
+    fn new(ctx: Arc<Context>) -> Prepared {
+        let config = &ctx.config;
+        let primary = Route::new(
+            Via::Primary,
+            &config.relay,
+            &ctx.hostname,
+            ctx.sealer.sender.address.as_str(),
+        );
+        let fallback = config.fallback.as_ref().map(|relay| {
+            let sender = match config.fallback_sender() {
+                Some(Ok(m)) => m.address.as_str().to_string(),
+                _ => ctx.sealer.sender.address.as_str().to_string(),
+            };
+            Route::new(Via::Fallback, relay, &ctx.hostname, &sender)
+        });
+        Prepared {
+            ctx,
+            primary,
+            fallback,
+        }
+    }
+
+    /// Says QUIT on the kept connections.
+    async fn close(&mut self) {
+        self.primary.close().await;
+        if let Some(f) = self.fallback.as_mut() {
+            f.close().await;
+        }
+    }
+
+    /// Closes the connections idle for [`KEEPALIVE`].
+    async fn close_idle(&mut self) {
+        self.primary.close_idle(KEEPALIVE).await;
+        if let Some(f) = self.fallback.as_mut() {
+            f.close_idle(KEEPALIVE).await;
+        }
+    }
+
+    fn has_connection(&self) -> bool {
+        self.primary.conn.is_some() || self.fallback.as_ref().is_some_and(|f| f.conn.is_some())
+    }
 }
 
 /// Runs until `stop` turns true, telling `health` what each attempt did.
@@ -143,37 +189,34 @@ pub async fn run(
 ) {
     let mut index = Index::default();
     let mut prepared: Option<Prepared> = None;
-    let mut conn: Option<Kept> = None;
     // Since when removals from queue/ wait for their directory fsync.
     let mut unsynced: Option<Instant> = None;
+    // While the fallback stands in: the primary's step in queue.retry,
+    // and when it is tried again.
+    let mut primary_next: Option<(usize, SystemTime)> = None;
     loop {
         let ctx = ctx_rx.borrow().clone();
         if prepared.as_ref().is_none_or(|p| !Arc::ptr_eq(&p.ctx, &ctx)) {
-            // A new config: new settings, and a new connection.
-            if let Some(k) = conn.take() {
-                k.conn.quit().await;
+            // A new config: new settings, and new connections.
+            if let Some(mut old) = prepared.take() {
+                old.close().await;
             }
-            let settings =
-                Settings::from_config(&ctx.config, &ctx.hostname).map_err(DeliverError::Setup);
-            if let Err(e) = &settings {
-                tracing::error!("cannot deliver: {e}");
-            }
-            prepared = Some(Prepared {
-                ctx: ctx.clone(),
-                settings,
-            });
+            primary_next = None;
+            prepared = Some(Prepared::new(ctx.clone()));
         }
-        let Some(p) = prepared.as_ref() else { continue };
+        let Some(p) = prepared.as_mut() else { continue };
 
         index.refresh(&spool, &arrivals).await;
-        let run = Run {
+        let mut run = Run {
             spool: &spool,
             ctx: &ctx,
-            settings: &p.settings,
             arrivals: &arrivals,
             health: &health,
+            primary: &mut p.primary,
+            fallback: p.fallback.as_mut(),
+            primary_next: &mut primary_next,
         };
-        let sent = deliver_due(&run, &mut conn, &mut index).await;
+        let sent = deliver_due(&mut run, &mut index).await;
         if index.entries.is_empty() {
             health.queue_empty();
         }
@@ -191,7 +234,7 @@ pub async fn run(
             .and_then(|t| t.duration_since(now).ok())
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
-        if conn.is_some() {
+        if p.has_connection() {
             sleep = sleep.min(KEEPALIVE);
         }
         if let Some(since) = unsynced {
@@ -199,17 +242,9 @@ pub async fn run(
         }
         tokio::select! {
             _ = arrivals.notified() => {}
-            _ = tokio::time::sleep(sleep) => {
-                if conn.as_ref().is_some_and(|k| k.last_used.elapsed() >= KEEPALIVE)
-                    && let Some(k) = conn.take()
-                {
-                    k.conn.quit().await;
-                }
-            }
+            _ = tokio::time::sleep(sleep) => p.close_idle().await,
             _ = stop.changed() => {
-                if let Some(k) = conn.take() {
-                    k.conn.quit().await;
-                }
+                p.close().await;
                 if unsynced.is_some() {
                     sync_queue(&spool).await;
                 }
@@ -231,21 +266,25 @@ async fn sync_queue(spool: &Spool) {
 struct Run<'a> {
     spool: &'a Spool,
     ctx: &'a Context,
-    settings: &'a Result<Settings, DeliverError>,
     arrivals: &'a Arrivals,
     health: &'a Health,
+    primary: &'a mut Route,
+    fallback: Option<&'a mut Route>,
+    primary_next: &'a mut Option<(usize, SystemTime)>,
 }
 
 /// Delivers every due entry of the index, keeping it up to date; returns
 /// whether any was sent.
-async fn deliver_due(run: &Run<'_>, conn: &mut Option<Kept>, index: &mut Index) -> bool {
-    let Run {
-        spool,
-        ctx,
-        settings,
-        arrivals,
-        health,
-    } = *run;
+///
+/// Each entry goes to the primary relay. When that fails with a
+/// temporary class (unreachable, TLS or pin, AUTH, 4xx), and the primary
+/// has been failing for `fallback.fallback_after`, the entry goes through
+/// the fallback instead, the admins having been told first. While the
+/// fallback stands in, the primary is tried again at each step of the
+/// retry schedule, and takes over as soon as it works. A 5xx from the
+/// primary is final: such an alert is never sent elsewhere.
+async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
+    let (spool, ctx, arrivals, health) = (run.spool, run.ctx, run.arrivals, run.health);
     let now = SystemTime::now();
     let due: Vec<Pending> = index
         .entries
@@ -256,20 +295,37 @@ async fn deliver_due(run: &Run<'_>, conn: &mut Option<Kept>, index: &mut Index) 
             state: state.clone(),
         })
         .collect();
+    if due.is_empty() {
+        return false;
+    }
     let max_lifetime = ctx.config.queue.max_lifetime.0;
+    let retry: Vec<Duration> = ctx.config.queue.retry.iter().map(|d| d.0).collect();
     let batch = Batch {
         spool,
-        relay: settings.as_ref().map(|s| s.relay()).unwrap_or_default(),
-        retry: ctx.config.queue.retry.iter().map(|d| d.0).collect(),
+        retry: retry.clone(),
         now,
         health,
     };
-    let sender = ctx.sealer.sender.address.as_str().to_string();
+    let fallback_after = ctx.config.fallback.as_ref().map(|f| f.fallback_after());
+    // Whether the fallback may take an entry the primary could not: it
+    // is configured, and the primary has failed with a temporary class
+    // for long enough.
+    let standing_in = |health: &Health| -> bool {
+        match (fallback_after, health.primary_failing()) {
+            (Some(after), Some((class, since))) => {
+                class != Class::Local
+                    && class != Class::Relay5xx
+                    && now.duration_since(since).unwrap_or_default() >= after
+            }
+            _ => false,
+        }
+    };
 
     let mut removals = Removals::new(spool);
-    // Once the relay cannot be reached, the rest of this batch is deferred
-    // with the same reason instead of trying again for each message.
-    let mut unreachable: Option<DeliverError> = None;
+    // A relay that could not be reached is not tried again in this batch:
+    // the rest is deferred (or goes through the fallback) with its reason.
+    let mut primary_down: Option<DeliverError> = None;
+    let mut fallback_down: Option<DeliverError> = None;
     for p in due {
         let Some(entry) = index.take_entry(spool, arrivals, &p.id).await else {
             // Gone (delivered by an earlier run, deleted, quarantined).
@@ -283,43 +339,89 @@ async fn deliver_due(run: &Run<'_>, conn: &mut Option<Kept>, index: &mut Index) 
                 last_error: p.state.last_error.clone(),
             };
             batch
-                .record(&p, to, NO_TLS, p.state.attempts, Unsent::Failed(expired))
+                .record(
+                    &p,
+                    to,
+                    run.primary.through(),
+                    NO_TLS,
+                    p.state.attempts,
+                    Unsent::Failed(expired),
+                )
                 .await;
             index.entries.remove(&p.id);
             continue;
         }
-        let attempt = p.state.attempts + 1;
-        let (tls, outcome, keep) = match (settings, &unreachable) {
-            (Err(e), _) => (NO_TLS, Err(Unsent::Deferred(e.clone())), false),
-            (Ok(_), Some(e)) => (NO_TLS, Err(Unsent::Deferred(e.clone())), false),
-            (Ok(s), None) => {
-                let envelope = (sender.as_str(), to);
-                match transact(conn, s, envelope, &entry.payload, &mut removals, health).await {
-                    Err(e) => {
-                        unreachable = Some(e.clone());
-                        (NO_TLS, Err(Unsent::Deferred(e)), false)
+        let mut attempt = p.state.attempts + 1;
+        // While the fallback stands in, the primary waits for its retry step.
+        let primary_waits = run.fallback.is_some()
+            && standing_in(health)
+            && run.primary_next.is_some_and(|(_, t)| now < t);
+        let mut outcome = None;
+        if !primary_waits {
+            let (tls, result) = run
+                .primary
+                .attempt(
+                    &mut primary_down,
+                    to,
+                    &entry.payload,
+                    &mut removals,
+                    Some(health),
+                )
+                .await;
+            match result {
+                Ok(reply) => {
+                    *run.primary_next = None;
+                    health.sent(Via::Primary, SystemTime::now());
+                    batch.log_sent(&p, to, run.primary.through(), tls, attempt, &reply);
+                    outcome = Some(Ok(()));
+                }
+                Err(Unsent::Deferred(e)) if run.fallback.is_some() && standing_in(health) => {
+                    // Logged, and the entry goes on through the fallback.
+                    health.primary_failed(e.class(), &e.to_string(), &run.primary.relay, now);
+                    batch.log_unsent(&p, to, run.primary.through(), tls, attempt, "deferred", &e);
+                    let step = run
+                        .primary_next
+                        .map_or(0, |(i, _)| (i + 1).min(retry.len().saturating_sub(1)));
+                    let wait = retry.get(step).copied().unwrap_or(Duration::from_secs(60));
+                    *run.primary_next = Some((step, now + wait));
+                    attempt += 1;
+                }
+                Err(unsent) => outcome = Some(Err((unsent, tls))),
+            }
+        }
+        let outcome = match (outcome, run.fallback.as_deref_mut()) {
+            (Some(done), _) => done.map_err(|(u, tls)| (u, Via::Primary, tls)),
+            (None, Some(fallback)) => {
+                if !health.fallback_engaged() {
+                    tell_fallback(ctx, fallback, &mut fallback_down, &mut removals, health).await;
+                }
+                let (tls, result) = fallback
+                    .attempt(&mut fallback_down, to, &entry.payload, &mut removals, None)
+                    .await;
+                match result {
+                    Ok(reply) => {
+                        health.sent(Via::Fallback, SystemTime::now());
+                        batch.log_sent(&p, to, fallback.through(), tls, attempt, &reply);
+                        Ok(())
                     }
-                    Ok((tls, Ok(reply))) => (tls, Ok(reply), true),
-                    Ok((tls, Err(e))) if e.is_permanent() => (tls, Err(Unsent::Failed(e)), true),
-                    Ok((tls, Err(e))) => {
-                        let usable = e.connection_usable();
-                        (tls, Err(Unsent::Deferred(e)), usable)
-                    }
+                    Err(unsent) => Err((unsent, Via::Fallback, tls)),
                 }
             }
+            // No outcome is left only for a fallback to take; without one
+            // the entry stays queued as it was.
+            (None, None) => continue,
         };
-        if !keep {
-            *conn = None;
-        }
         match outcome {
-            Ok(reply) => {
-                health.sent(SystemTime::now());
-                batch.log_sent(&p, to, tls, attempt, &reply);
+            Ok(()) => {
                 index.entries.remove(&p.id);
                 removals.push(p.id).await;
             }
-            Err(unsent) => {
-                match batch.record(&p, to, tls, attempt, unsent).await {
+            Err((unsent, via, tls)) => {
+                let route = match (via, run.fallback.as_deref()) {
+                    (Via::Fallback, Some(f)) => f.through(),
+                    _ => run.primary.through(),
+                };
+                match batch.record(&p, to, route, tls, attempt, unsent).await {
                     Some(state) => index.entries.insert(p.id, state),
                     None => index.entries.remove(&p.id),
                 };
@@ -327,6 +429,51 @@ async fn deliver_due(run: &Run<'_>, conn: &mut Option<Kept>, index: &mut Index) 
         }
     }
     removals.finish().await
+}
+
+/// The first message through the fallback: to the admins, naming the
+/// primary's failure and its fix. Sent directly, ahead of the alerts it
+/// precedes; one that cannot be sent is logged, and the alerts go on.
+async fn tell_fallback(
+    ctx: &Context,
+    fallback: &mut Route,
+    down: &mut Option<DeliverError>,
+    removals: &mut Removals,
+    health: &Health,
+) {
+    let now = SystemTime::now();
+    health.engage_fallback(&fallback.relay, now);
+    let Some(failure) = health.record().failure else {
+        return;
+    };
+    for admin in ctx.config.admins() {
+        let Some(key) = ctx.keyring.get(&admin) else {
+            continue;
+        };
+        let message =
+            crate::health::warn::fallback_notice(ctx, &failure, &fallback.relay, &admin, now);
+        let payload = match ctx.sealer.outgoing(&message, key, now) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(to = %admin, "cannot encrypt the fallback notice: {e}");
+                continue;
+            }
+        };
+        let (_, result) = fallback
+            .attempt(down, admin.0.as_str(), &payload, removals, None)
+            .await;
+        match result {
+            Ok(_) => tracing::warn!(
+                to = %admin, relay = %fallback.relay, primary = %failure.relay,
+                class = %failure.class,
+                "the primary relay has failed too long: alerts go through the fallback; told the admin"
+            ),
+            Err(Unsent::Deferred(e) | Unsent::Failed(e)) => tracing::error!(
+                to = %admin, relay = %fallback.relay, reason = ?e.to_string(),
+                "cannot tell the admin that alerts go through the fallback"
+            ),
+        }
+    }
 }
 
 /// Sent entries leave `queue/` by a rename that runs while the next
@@ -339,7 +486,7 @@ async fn deliver_due(run: &Run<'_>, conn: &mut Option<Kept>, index: &mut Index) 
 /// out since the previous one started. With both steps awaited after
 /// each 250, delivery fell behind 8 concurrent clients (the benchmark's
 /// "every 250 received" line: 653 to 675 of 2,000 delivered by then).
-struct Removals {
+pub(super) struct Removals {
     spool: Spool,
     /// The rename of the last sent entry, while it runs.
     taking_out: Option<(QueueId, tokio::task::JoinHandle<TakenOut>)>,
@@ -374,7 +521,7 @@ impl Removals {
 
     /// Waits until the last sent entry is out of the queue, and hands its
     /// file to the emptying.
-    async fn settle(&mut self) {
+    pub(super) async fn settle(&mut self) {
         let Some((id, handle)) = self.taking_out.take() else {
             return;
         };
@@ -424,89 +571,9 @@ impl Removals {
     }
 }
 
-/// One transaction on the kept connection, or on a new one. A kept
-/// connection the relay has closed meanwhile (it fails before any message
-/// data went out) is no reason to defer: the transaction is tried once
-/// more on a new connection. `Err` is why no connection could be opened,
-/// the `Ok` side the transaction's outcome.
-/// The previous message leaves the queue while this one's envelope is
-/// under way, and before its final dot (see [`Removals`]).
-async fn transact(
-    conn: &mut Option<Kept>,
-    settings: &Settings,
-    (from, to): (&str, &str),
-    payload: &[u8],
-    removals: &mut Removals,
-    health: &Health,
-) -> Result<(&'static str, Result<Reply, DeliverError>), DeliverError> {
-    loop {
-        let fresh = conn.is_none();
-        let k = open_if_needed(conn, settings, health).await?;
-        let result = match k.conn.begin(from, to, k.used).await {
-            Ok(()) => {
-                removals.settle().await;
-                k.conn.data(payload).await
-            }
-            Err(e) => Err(e),
-        };
-        k.used = true;
-        k.last_used = Instant::now();
-        match result {
-            Err(e) if !fresh && e.before_data() && !e.connection_usable() => *conn = None,
-            result => return Ok((k.conn.tls_version, result)),
-        }
-    }
-}
-
-/// The connection kept open between batches.
-struct Kept {
-    conn: Connection,
-    last_used: Instant,
-    /// Whether it carried a transaction: the next one starts with RSET.
-    used: bool,
-}
-
-/// The `tls=` of a log line when no TLS session was involved.
-const NO_TLS: &str = "-";
-
-/// The open connection, opening one if there is none.
-/// A new connection's certificate goes into the health record: its
-/// expiry, and whether a renewal will break the pin.
-async fn open_if_needed<'c>(
-    conn: &'c mut Option<Kept>,
-    settings: &Settings,
-    health: &Health,
-) -> Result<&'c mut Kept, DeliverError> {
-    let kept = match conn.take() {
-        Some(kept) => kept,
-        None => {
-            let opened = Connection::open(settings).await?;
-            if let Some((cert, check)) = &opened.certificate {
-                health.relay_cert(cert.for_health(&settings.relay(), *check));
-            }
-            Kept {
-                conn: opened,
-                last_used: Instant::now(),
-                used: false,
-            }
-        }
-    };
-    Ok(conn.insert(kept))
-}
-
-/// Why an attempt did not send its entry (the relay's reply, when it
-/// did, is the `Ok` side), typed until the log line.
-enum Unsent {
-    /// It will be tried again.
-    Deferred(DeliverError),
-    /// It never will: a 5xx, or its lifetime is over.
-    Failed(DeliverError),
-}
-
 /// What every attempt of one batch shares.
 struct Batch<'a> {
     spool: &'a Spool,
-    relay: String,
     retry: Vec<Duration>,
     now: SystemTime,
     health: &'a Health,
@@ -514,13 +581,14 @@ struct Batch<'a> {
 
 impl Batch<'_> {
     /// Makes a deferral or a failure durable in the spool, then logs the
-    /// attempt: deferred entries get their next time, failed ones move to
-    /// `failed/`. Returns the entry's new state while it stays queued.
-    /// (Sent entries go through [`Removals`].)
+    /// attempt through `route`: deferred entries get their next time,
+    /// failed ones move to `failed/`. Returns the entry's new state while
+    /// it stays queued. (Sent entries go through [`Removals`].)
     async fn record(
         &self,
         p: &Pending,
         to: &str,
+        route: Through<'_>,
         tls: &str,
         attempt: u32,
         unsent: Unsent,
@@ -551,25 +619,48 @@ impl Batch<'_> {
         match &error {
             DeliverError::Expired { .. } => self.health.expired(),
             e => self.health.unsent(
+                route.via,
                 e.class(),
                 &e.to_string(),
-                &self.relay,
+                route.relay,
                 status == "failed",
                 SystemTime::now(),
             ),
         }
-        let age = delay(p);
-        tracing::warn!(
-            id = %p.id, to = %to, status = %status, relay = %self.relay, tls = %tls, attempt,
-            delay = %age, class = %error.class(), reason = ?error.to_string(), "delivery"
-        );
+        self.log_unsent(p, to, route, tls, attempt, status, &error);
         still_queued
     }
 
+    /// An attempt's log line when it did not send.
+    #[allow(clippy::too_many_arguments)]
+    fn log_unsent(
+        &self,
+        p: &Pending,
+        to: &str,
+        route: Through<'_>,
+        tls: &str,
+        attempt: u32,
+        status: &str,
+        error: &DeliverError,
+    ) {
+        tracing::warn!(
+            id = %p.id, to = %to, status = %status, relay = %route.relay, tls = %tls, attempt,
+            delay = %delay(p), class = %error.class(), reason = ?error.to_string(), "delivery"
+        );
+    }
+
     /// A sent attempt's log line, with the relay's reply.
-    fn log_sent(&self, p: &Pending, to: &str, tls: &str, attempt: u32, reply: &Reply) {
+    fn log_sent(
+        &self,
+        p: &Pending,
+        to: &str,
+        route: Through<'_>,
+        tls: &str,
+        attempt: u32,
+        reply: &Reply,
+    ) {
         tracing::info!(
-            id = %p.id, to = %to, status = %"sent", relay = %self.relay, tls = %tls, attempt,
+            id = %p.id, to = %to, status = %"sent", relay = %route.relay, tls = %tls, attempt,
             delay = %delay(p), reply = ?reply.to_string(), "delivery"
         );
     }

@@ -255,27 +255,46 @@ pub fn assess(s: &Snapshot, limits: &HealthConfig, max_message: u64) -> Vec<Prob
     if let Some(f) = s.record().and_then(|r| r.failure.as_ref()) {
         let since = time(f.since);
         let lasting = s.age(since);
-        let grade = if f.class.needs_a_person() || lasting > critical_after {
+        // The fallback carrying alerts makes a broken primary a WARNING:
+        // to fix, but nothing waits.
+        let fallback = s.record().and_then(|r| r.fallback.as_ref());
+        let carrying = fallback.filter(|u| u.failure.is_none() && u.last_sent.is_some());
+        let grade = if carrying.is_some() {
+            Some(Grade::Warning)
+        } else if f.class.needs_a_person() || lasting > critical_after {
             Some(Grade::Critical)
         } else if lasting > warn_after {
             Some(Grade::Warning)
         } else {
             None
         };
+        let mut what = format!(
+            "delivery through {} has failed since {} ({}, class {}): {}",
+            f.relay,
+            when(since),
+            span(lasting),
+            f.class,
+            f.reason
+        );
+        match (
+            carrying,
+            fallback.and_then(|u| u.failure.as_ref().map(|e| (u, e))),
+        ) {
+            (Some(u), _) => {
+                let last = u.last_sent.map(time).map_or(String::new(), when);
+                what.push_str(&format!(
+                    "; alerts go through the fallback relay {} (last at {last})",
+                    u.relay
+                ));
+            }
+            (None, Some((u, e))) => what.push_str(&format!(
+                "; the fallback relay {} fails too (class {}): {}",
+                u.relay, e.class, e.reason
+            )),
+            (None, None) => {}
+        }
         if let Some(grade) = grade {
-            add(
-                grade,
-                "delivery",
-                format!(
-                    "delivery through {} has failed since {} ({}, class {}): {}",
-                    f.relay,
-                    when(since),
-                    span(lasting),
-                    f.class,
-                    f.reason
-                ),
-                f.class.fix(),
-            );
+            add(grade, "delivery", what, f.class.fix());
         }
     }
 

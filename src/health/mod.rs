@@ -163,6 +163,26 @@ pub struct RelayCert {
     pub config_line: String,
 }
 
+/// Which relay an attempt went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Primary,
+    Fallback,
+}
+
+/// The fallback relay carrying alerts while the primary fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FallbackUse {
+    /// `host:port`.
+    pub relay: String,
+    /// When it took over (seconds).
+    pub since: u64,
+    /// Its last delivery (seconds).
+    pub last_sent: Option<u64>,
+    /// Its own failure, when it fails too.
+    pub failure: Option<Failure>,
+}
+
 /// The failure delivery is in, since its first failed attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -212,6 +232,9 @@ pub struct Record {
     /// The last heartbeat: when, and the totals then (the next one
     /// counts from them).
     pub heartbeat: Option<Beat>,
+    /// The fallback relay, while it stands in for the primary (whose
+    /// failure is `failure`).
+    pub fallback: Option<FallbackUse>,
 }
 
 /// A heartbeat that went out.
@@ -258,6 +281,24 @@ pub fn secs(t: SystemTime) -> u64 {
 /// The time `secs` seconds after the Unix epoch.
 pub fn time(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// A failure after `before` (the same streak, if any): it keeps its
+/// start, and takes the latest class and reason.
+fn next_failure(
+    before: Option<&Failure>,
+    class: Class,
+    reason: &str,
+    relay: &str,
+    now: SystemTime,
+) -> Failure {
+    Failure {
+        class,
+        since: before.map_or(secs(now), |f| f.since),
+        last: secs(now),
+        reason: reason.to_string(),
+        relay: relay.to_string(),
+    }
 }
 
 /// The running daemon's health, updated by the stages as they work.
@@ -309,13 +350,29 @@ impl Health {
         })
     }
 
-    /// An entry was sent: delivery works.
-    pub fn sent(&self, now: SystemTime) {
-        // The first success, or the end of a failure, is news.
+    /// An entry was sent through `via`: delivery works. Through the
+    /// primary, its failure is over and the fallback stands down.
+    pub fn sent(&self, via: Via, now: SystemTime) {
+        // The first success, the end of a failure, a fallback's first
+        // delivery: news.
         let news = self.with(|r| {
             r.totals.sent += 1;
             let first = r.last_success.replace(secs(now)).is_none();
-            r.failure.take().is_some() || first
+            match via {
+                Via::Primary => r.fallback.take().is_some() | r.failure.take().is_some() | first,
+                Via::Fallback => {
+                    let fallback = r.fallback.get_or_insert_with(|| FallbackUse {
+                        relay: String::new(),
+                        since: secs(now),
+                        last_sent: None,
+                        failure: None,
+                    });
+                    let news = fallback.last_sent.is_none() || fallback.failure.is_some();
+                    fallback.last_sent = Some(secs(now));
+                    fallback.failure = None;
+                    news | first
+                }
+            }
         });
         if news {
             self.changed.notify_one();
@@ -327,28 +384,69 @@ impl Health {
         self.changed.notified().await
     }
 
-    /// An attempt failed with `class`; `last` when the entry moved to
-    /// `failed/`.
-    pub fn unsent(&self, class: Class, reason: &str, relay: &str, failed: bool, now: SystemTime) {
+    /// An attempt through `via` failed with `class`; `failed` when the
+    /// entry moved to `failed/`.
+    pub fn unsent(
+        &self,
+        via: Via,
+        class: Class,
+        reason: &str,
+        relay: &str,
+        failed: bool,
+        now: SystemTime,
+    ) {
         self.with(|r| {
             if failed {
                 r.totals.failed += 1;
             } else {
                 r.totals.deferred += 1;
             }
-            let class_before = r.failure.as_ref().map(|f| f.class);
-            if class_before != Some(class) {
-                self.changed.notify_one();
-            }
-            let since = r.failure.as_ref().map_or(secs(now), |f| f.since);
-            r.failure = Some(Failure {
-                class,
-                since,
-                last: secs(now),
-                reason: reason.to_string(),
+        });
+        match via {
+            Via::Primary => self.primary_failed(class, reason, relay, now),
+            Via::Fallback => self.with(|r| {
+                if let Some(f) = r.fallback.as_mut() {
+                    f.failure = Some(next_failure(f.failure.as_ref(), class, reason, relay, now));
+                }
+            }),
+        }
+    }
+
+    /// The primary failed an attempt (whether or not the fallback then
+    /// took the entry).
+    pub fn primary_failed(&self, class: Class, reason: &str, relay: &str, now: SystemTime) {
+        let changed = self.with(|r| {
+            let before = r.failure.as_ref().map(|f| f.class);
+            r.failure = Some(next_failure(r.failure.as_ref(), class, reason, relay, now));
+            before != Some(class)
+        });
+        if changed {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The primary's failure, if it is failing: its class and since when.
+    pub fn primary_failing(&self) -> Option<(Class, SystemTime)> {
+        self.with(|r| r.failure.as_ref().map(|f| (f.class, time(f.since))))
+    }
+
+    /// Whether the fallback stands in for the primary (and the admins
+    /// were told so).
+    pub fn fallback_engaged(&self) -> bool {
+        self.with(|r| r.fallback.is_some())
+    }
+
+    /// The fallback `relay` takes over from the primary now.
+    pub fn engage_fallback(&self, relay: &str, now: SystemTime) {
+        self.with(|r| {
+            r.fallback = Some(FallbackUse {
                 relay: relay.to_string(),
-            });
-        })
+                since: secs(now),
+                last_sent: None,
+                failure: None,
+            })
+        });
+        self.changed.notify_one();
     }
 
     /// An entry moved to `failed/` for its age, not for an attempt.
@@ -357,9 +455,11 @@ impl Health {
     }
 
     /// Nothing is left to deliver: whatever failed is no longer failing
-    /// anything (the entries were delivered, deleted or failed).
+    /// anything (the entries were delivered, deleted or failed). Unless
+    /// the fallback took them: then the primary is still to fix, and
+    /// only its own next success says it works.
     pub fn queue_empty(&self) {
-        if self.with(|r| r.failure.take().is_some()) {
+        if self.with(|r| r.fallback.is_none() && r.failure.take().is_some()) {
             self.changed.notify_one();
         }
     }
@@ -439,9 +539,17 @@ mod tests {
         let t0 = time(1_800_000_000);
         let health = Health::start(&spool, t0);
         health.accepted(3, 1);
-        health.unsent(Class::Unreachable, "timed out", "relay:587", false, t0);
+        health.unsent(
+            Via::Primary,
+            Class::Unreachable,
+            "timed out",
+            "relay:587",
+            false,
+            t0,
+        );
         let later = t0 + Duration::from_secs(600);
         health.unsent(
+            Via::Primary,
             Class::Tls,
             "certificate not verified",
             "relay:587",
@@ -469,7 +577,7 @@ mod tests {
             }
         );
 
-        restarted.sent(later + Duration::from_secs(60));
+        restarted.sent(Via::Primary, later + Duration::from_secs(60));
         let r = restarted.record();
         assert_eq!(r.failure, None);
         assert_eq!(r.last_success, Some(secs(later) + 60));

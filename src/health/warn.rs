@@ -204,6 +204,38 @@ fn compose(
     out.into_bytes()
 }
 
+/// The message the fallback relay carries first when it takes over: the
+/// primary's failure, since when, its fix, and what happens next.
+pub fn fallback_notice(
+    ctx: &Context,
+    failure: &super::Failure,
+    fallback: &str,
+    to: &Recipient,
+    now: SystemTime,
+) -> Vec<u8> {
+    let host = &ctx.hostname;
+    format!(
+        "From: alert-relay <{from}>\r\nTo: <{to}>\r\nSubject: alert-relay on {host}: alerts now go \
+         through the fallback relay\r\n\r\n\
+         alert-relay on {host} could not deliver through its relay {primary} since\r\n\
+         {since} (class {class}). Alerts now go through the fallback relay\r\n\
+         {fallback}; this message is the first through it ({now}).\r\n\r\n\
+         The primary's last error:\r\n  {reason}\r\n\r\n\
+         Fix: {fix}\r\n\r\n\
+         The primary is tried again at each step of queue.retry and takes over\r\n\
+         as soon as it works. `relayctl health` and `relayctl test` on {host}\r\n\
+         show the state.\r\n",
+        from = ctx.sealer.sender.address,
+        primary = failure.relay,
+        since = super::assess::when(super::time(failure.since)),
+        class = failure.class,
+        reason = failure.reason,
+        fix = failure.class.fix(),
+        now = super::assess::when(now),
+    )
+    .into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,13 @@
 //! The relay changes its certificate (a new key) in the middle of a load,
 //! with the old one pinned by its digest: what SecureDrop's Monitor
-//! Servers met when Gmail rotated. Nothing acked may be lost, the admin
-//! must be told at once (`relayctl health` CRITICAL, class tls, with the
-//! fix), and once the new pins from `relayctl fingerprint` are in the
-//! config, everything queued must go out.
+//! Servers met when Gmail rotated. Nothing acked may be lost.
+//!
+//! Without a fallback, the admin must be told at once (`relayctl health`
+//! CRITICAL, class tls, with the fix), and once the new pins from
+//! `relayctl fingerprint` are in the config, everything queued must go
+//! out. With one, the alerts must go on through it after
+//! `fallback_after`, the admin's warning first, with no one touching the
+//! config.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -100,6 +104,93 @@ pub fn run(suite: &Suite) -> Outcome {
             new.count("auth") > 0,
             "nothing authenticated to the new relay",
         );
+    f.done()
+}
+
+/// The same rotation with a fallback relay configured (taking over after
+/// 2 s, within the second: the record keeps whole seconds).
+pub fn with_fallback(suite: &Suite) -> Outcome {
+    let port = crate::common::free_port();
+    let old = Relay::start_on(port, &["--pipelining"]);
+    let fallback = Relay::start(&["--pipelining"]);
+    let pin = openssl_fingerprint("relay.pem", "sha256");
+    let install = Install::new(port, &format!("fingerprints = [\"{pin}\"]\n"), "\"1s\"");
+    let config = std::fs::read_to_string(install.setup.config_path()).unwrap();
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/ca.pem");
+    install.setup.write_config(&format!(
+        "{config}\n[fallback]\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{}\"\n\
+         username = \"ossec\"\ndomain = \"example.net\"\npassword_file = \"{}\"\n\
+         timeout = \"5s\"\nfallback_after = \"2s\"\n",
+        fallback.port,
+        ca.display(),
+        install.setup.path("sasl_password").display()
+    ));
+    let _daemon = install.setup.start();
+    let send = |from: usize, n: usize| -> Vec<String> {
+        (from..from + n)
+            .map(|i| {
+                let marker = suite.marker("certchange-fallback", i, 0);
+                submit(install.port, RCPT, &alert(RCPT, &marker))
+                    .unwrap_or_else(|e| panic!("submission refused: {e}"));
+                marker
+            })
+            .collect()
+    };
+    let mut acked = send(0, BEFORE);
+    let before_ok = wait_until(Duration::from_secs(30), || old.messages().len() >= BEFORE);
+    let mut delivered = old.messages();
+
+    drop(old);
+    let _new = Relay::start_on(port, &["--pipelining", "--cert", "relay2.pem"]);
+    let changed = Instant::now();
+    let mut told_after = None;
+    std::thread::scope(|s| {
+        let sender = s.spawn(|| send(BEFORE, AFTER));
+        // The warning is the first message through the fallback.
+        while changed.elapsed() < Duration::from_secs(30) {
+            if !fallback.messages().is_empty() {
+                told_after = Some(changed.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        acked.extend(sender.join().unwrap());
+    });
+    // No one touches the config: the fallback carries the rest.
+    let drained = install.wait_drained(Duration::from_secs(60));
+    let through_fallback = fallback.messages();
+    // The admin (root's recipient) reads the first with their key.
+    let first_is_warning = through_fallback.first().is_some_and(|m| {
+        let out = crate::common::Gpg::with_keys(&["alerts"]).try_decrypt(m);
+        out.status.success()
+            && crate::common::contains(&out.stdout, b"alerts now go through the fallback relay")
+    });
+    delivered.extend(through_fallback.iter().cloned());
+    let tally = Tally::of(suite, &["journalist"], &delivered);
+    suite
+        .leaks
+        .scan_install(&install, Some(fallback.outdir.path()));
+    let lost = tally.lost(&acked);
+
+    let mut f = Figures::new();
+    f.set("alerts", acked.len())
+        .set("before_change", BEFORE)
+        .set("through_fallback", through_fallback.len())
+        .set(
+            "admin_told_after",
+            told_after.map_or("never".into(), |t| format!("{:.2}s", t.as_secs_f64())),
+        )
+        .set("delivered", acked.len() - lost)
+        .set("lost", lost)
+        .set("duplicates", tally.duplicates());
+    f.check(before_ok, "the alerts before the change were not delivered")
+        .check(told_after.is_some(), "nothing came through the fallback")
+        .check(
+            first_is_warning,
+            "the first message through the fallback was not the warning",
+        )
+        .check(drained, "the queue did not drain through the fallback")
+        .check(lost == 0, format!("{lost} acked alerts never arrived"));
     f.done()
 }
 

@@ -45,6 +45,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("relay-silent", relay::silent),
     ("relay-slow", relay::slow),
     ("relay-cert-change", certchange::run),
+    ("relay-cert-change-fallback", certchange::with_fallback),
     ("lossy-link", link::run),
     ("reload-under-load", reload::run),
     ("corrupt-spool", corrupt::run),
