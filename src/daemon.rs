@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::config::{Config, ConfigError, Listen};
 use crate::context::Context;
 use crate::encrypt::HoldKey;
-use crate::health::assess::{Problem, Snapshot, assess, grade};
+use crate::health::assess::{Snapshot, assess, grade};
 use crate::health::{self, Health};
 use crate::health::{heartbeat, warn};
 use crate::ingest::smtp::{self, Sink};
@@ -411,13 +411,9 @@ impl Watch {
                 spool: &spool,
                 arrivals: &arrivals,
             };
-            for w in warn::due(
-                &ctx,
-                &problems,
-                &record.warned,
-                &mail.set_aside(&problems),
-                now,
-            ) {
+            let counts = snapshot.counts.clone().unwrap_or_default();
+            let set_aside = || mail.spool.list_set_aside().unwrap_or_default();
+            for w in warn::due(&ctx, &problems, &record.warned, &counts, set_aside, now) {
                 if mail.queue(&w.to, &w.message, "warning") {
                     tracing::warn!(
                         conditions = ?w.stamps.join(" "),
@@ -460,6 +456,12 @@ impl Watch {
                 line.push_str(&format!(" (+{} more: relayctl health)", problems.len() - 1));
             }
         }
+        // One line: a newline from what a relay presented would start
+        // another assignment in the notification.
+        let mut line: String = line
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         if line.len() > STATUS_MAX {
             let mut end = STATUS_MAX;
             while !line.is_char_boundary(end) {
@@ -494,18 +496,6 @@ struct Mail<'a> {
 }
 
 impl Mail<'_> {
-    /// What was set aside (held, failed, corrupt), when a problem counts
-    /// it: the warnings list each.
-    fn set_aside(&self, problems: &[Problem]) -> Vec<crate::spool::Listing> {
-        let counted = problems
-            .iter()
-            .any(|p| matches!(p.condition.as_str(), "held" | "failed" | "corrupt"));
-        match counted {
-            true => self.spool.list_set_aside().unwrap_or_default(),
-            false => Vec::new(),
-        }
-    }
-
     /// Queues `message` to `to`; whether it was. One that cannot be
     /// queued is logged, and tried again at the next look.
     fn queue(&self, to: &[crate::route::Recipient], message: &[u8], what: &str) -> bool {

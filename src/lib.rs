@@ -34,3 +34,4 @@ pub mod securedrop;
 pub mod spool;
 pub mod sysexits;
 pub mod systemd;
+pub mod when;

@@ -225,3 +225,42 @@ fn relayctl_test_walks_the_fallback_too() {
     assert!(text.contains("✓ MAIL/RCPT"), "{text}");
     assert!(text.contains("✗ fallback TCP:"), "{text}");
 }
+
+#[test]
+fn a_refusal_from_the_fallback_leaves_the_alert_queued_for_the_primary() {
+    let fallback = Relay::start(&["--rcpt-reply", "550 5.4.5 daily sending quota exceeded"]);
+    let port = common::free_port();
+    let setup = with_fallback(port, "", &fallback);
+    let daemon = setup.start();
+    send(&setup, "MARKER-KEPT");
+    // Past fallback_after: the fallback is tried, and refuses.
+    daemon.wait_log(&format!(
+        "status=deferred relay=127.0.0.1:{}",
+        fallback.port
+    ));
+    assert!(setup.entries("failed").is_empty(), "{}", daemon.log());
+    assert_eq!(setup.queued().len(), 1);
+    // The primary comes back and takes it.
+    let primary = Relay::start_on(port, &[]);
+    let got = primary.wait_messages(1);
+    let gpg = Gpg::with_keys(&["alerts"]);
+    assert!(common::contains(&gpg.decrypt(&got[0]), b"MARKER-KEPT"));
+}
+
+#[test]
+fn an_alert_the_primary_may_have_is_not_sent_again_through_the_fallback() {
+    // The primary takes every message and hangs up before its reply.
+    let primary = Relay::start(&["--fault", "drop-after-dot", "--fault-count", "-1"]);
+    let fallback = Relay::start(&[]);
+    let setup = with_fallback(primary.port, "", &fallback);
+    let daemon = setup.start();
+    send(&setup, "MARKER-MAYBE");
+    // Past fallback_after, with retries each second.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(primary.messages().len() >= 2, "{}", daemon.log());
+    assert!(
+        fallback.messages().is_empty(),
+        "sent twice through the fallback: {}",
+        daemon.log()
+    );
+}

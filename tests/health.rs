@@ -587,6 +587,11 @@ fn an_alert_the_relay_refuses_for_good_is_told_to_the_admin_with_the_reply() {
     assert_eq!(failed.len(), 1);
     assert!(told[0].contains(failed[0].id.as_str()), "{}", told[0]);
     assert!(told[0].contains("550 5.1.1 no such mailbox"), "{}", told[0]);
+    // The warning itself went out: the relay works, the alert waits in
+    // failed/ for a person.
+    let (code, json) = wait_health(&setup, "the failure over", |_, j| j["failure"].is_null());
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(conditions(&json), vec!["failed"], "{json:#}");
     assert!(told[0].contains("to journalist@example.org"), "{}", told[0]);
     assert!(!told[0].contains("SECRET-BODY"), "{}", told[0]);
 }
@@ -605,6 +610,10 @@ fn a_warning_the_relay_refuses_does_not_beget_another() {
     std::thread::sleep(Duration::from_secs(21));
     assert_eq!(setup.entries("failed").len(), 2, "{}", daemon.log());
     assert_eq!(daemon.log().matches("queued a warning").count(), 1);
+    // A relay refusing everything is CRITICAL, and stays so.
+    let (code, json) = health_json(&setup);
+    assert_eq!(code, 2, "{json:#}");
+    assert_eq!(json["failure"]["class"], "relay-5xx", "{json:#}");
 }
 
 #[test]

@@ -188,9 +188,22 @@ fn forged_submissions_are_set_aside_and_never_sent() {
     let opened: Vec<Vec<u8>> = got.iter().map(|m| alerts.decrypt(m)).collect();
     assert!(opened.iter().any(|o| common::contains(o, b"MARKER-REAL")));
     let log = daemon.wait_log("corrupt spool file");
+    // And the admin's warning that files were set aside, naming each but
+    // carrying nothing of them.
+    let all = relay.wait_messages(3);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let all = relay.messages();
-    assert_eq!(all.len(), 2, "nothing else was sent");
+    let all_now = relay.messages();
+    assert_eq!(all_now.len(), 3, "nothing else was sent");
+    let warning = all
+        .iter()
+        .map(|m| String::from_utf8_lossy(&alerts.decrypt(m)).into_owned())
+        .find(|p| p.contains("to fix before alerts stop"))
+        .expect("a warning about the files set aside");
+    assert!(warning.contains("WARNING corrupt"), "{warning}");
+    // It names where the forgeries were addressed, for the admin, and
+    // carries none of their content.
+    assert!(warning.contains("to someone@gmail.com"), "{warning}");
+    assert!(!warning.contains("MARKER-FORGED"), "{warning}");
     for m in &all {
         assert!(
             !common::contains(m, b"MARKER-FORGED") && !common::contains(m, b"someone@gmail"),

@@ -42,7 +42,7 @@ pub fn health_command(path: &Path, format: Format) -> u8 {
     );
     let grade = assess::grade(&problems);
     match format {
-        Format::Text => print!("{}", text(&snapshot, &problems, grade)),
+        Format::Text => print!("{}", printable(&text(&snapshot, &problems, grade))),
         Format::Json => println!("{}", json(&snapshot, &problems, grade)),
         Format::Prometheus => print!("{}", prometheus(&snapshot, grade)),
     }
@@ -208,6 +208,21 @@ pub fn text(s: &Snapshot, problems: &[Problem], grade: Grade) -> String {
         );
     }
     out
+}
+
+/// The report as a terminal may show it: what the relay said, or put in
+/// its certificate, reaches this report; control characters in it
+/// (escape sequences) become U+FFFD.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// Seconds since the epoch, for JSON.
@@ -416,4 +431,25 @@ pub fn prometheus(s: &Snapshot, grade: Grade) -> String {
         &keys,
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_escape_sequence_reaches_the_terminal() {
+        let hostile = "CN=relay\x1b]0;owned\x07\x1b[2J\nnext line\r";
+        let shown = printable(hostile);
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown:?}"
+        );
+        assert!(shown.contains("\nnext line"), "{shown:?}");
+    }
+
+    #[test]
+    fn label_values_are_escaped_for_the_exposition_format() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 }

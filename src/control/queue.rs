@@ -21,14 +21,14 @@ pub fn queue_table(rows: &[Listing]) -> String {
         total += r.size;
         let next = r
             .next_attempt
-            .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+            .map(crate::when::rfc3339)
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
             "{:<24}  {:<8}  {:>8}  {:<20}  {:>8}  {:<20}  {:<28}  {}\n",
             r.id,
             r.state,
             r.size,
-            humantime::format_rfc3339_seconds(r.created),
+            crate::when::rfc3339(r.created),
             r.attempts,
             next,
             r.recipient,
@@ -82,7 +82,7 @@ struct JsonRow<'a> {
 
 /// The queue as one JSON array, with the keys `relayctl queue --help` names.
 pub fn queue_json(rows: &[Listing]) -> String {
-    let rfc3339 = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let rfc3339 = crate::when::rfc3339;
     let rows: Vec<JsonRow<'_>> = rows
         .iter()
         .map(|r| JsonRow {

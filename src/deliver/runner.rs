@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::client::{DeliverError, Reply};
+use super::error::Stage;
 use super::relay::{NO_TLS, Route, Through, Unsent};
 use crate::context::Context;
 use crate::health::{Class, Health, Via};
@@ -202,7 +203,11 @@ pub async fn run(
                 old.close().await;
             }
             primary_next = None;
-            prepared = Some(Prepared::new(ctx.clone()));
+            let fresh = Prepared::new(ctx.clone());
+            if fresh.fallback.is_none() {
+                health.no_fallback();
+            }
+            prepared = Some(fresh);
         }
         let Some(p) = prepared.as_mut() else { continue };
 
@@ -353,8 +358,11 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
         }
         let mut attempt = p.state.attempts + 1;
         // While the fallback stands in, the primary waits for its retry step.
+        // (Not while the fallback fails too: then the primary may be back.)
         let primary_waits = run.fallback.is_some()
             && standing_in(health)
+            && fallback_down.is_none()
+            && !health.fallback_failing()
             && run.primary_next.is_some_and(|(_, t)| now < t);
         let mut outcome = None;
         if !primary_waits {
@@ -371,11 +379,17 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
             match result {
                 Ok(reply) => {
                     *run.primary_next = None;
-                    health.sent(Via::Primary, SystemTime::now());
+                    health.sent(Via::Primary, &run.primary.relay, SystemTime::now());
                     batch.log_sent(&p, to, run.primary.through(), tls, attempt, &reply);
                     outcome = Some(Ok(()));
                 }
-                Err(Unsent::Deferred(e)) if run.fallback.is_some() && standing_in(health) => {
+                // Not when the primary may have the message (no reply to
+                // its final dot): the fallback would send it twice.
+                Err(Unsent::Deferred(e))
+                    if run.fallback.is_some()
+                        && standing_in(health)
+                        && e.stage() != Stage::DataEnd =>
+                {
                     // Logged, and the entry goes on through the fallback.
                     health.primary_failed(e.class(), &e.to_string(), &run.primary.relay, now);
                     batch.log_unsent(&p, to, run.primary.through(), tls, attempt, "deferred", &e);
@@ -392,7 +406,7 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
         let outcome = match (outcome, run.fallback.as_deref_mut()) {
             (Some(done), _) => done.map_err(|(u, tls)| (u, Via::Primary, tls)),
             (None, Some(fallback)) => {
-                if !health.fallback_engaged() {
+                if !health.fallback_told() {
                     tell_fallback(ctx, fallback, &mut fallback_down, &mut removals, health).await;
                 }
                 let (tls, result) = fallback
@@ -400,9 +414,16 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
                     .await;
                 match result {
                     Ok(reply) => {
-                        health.sent(Via::Fallback, SystemTime::now());
+                        health.sent(Via::Fallback, &fallback.relay, SystemTime::now());
                         batch.log_sent(&p, to, fallback.through(), tls, attempt, &reply);
                         Ok(())
+                    }
+                    // A refusal from the fallback is not final: the
+                    // primary may take the alert once it works. The
+                    // fallback rests for the rest of this batch.
+                    Err(Unsent::Failed(e)) => {
+                        fallback_down = Some(e.clone());
+                        Err((Unsent::Deferred(e), Via::Fallback, tls))
                     }
                     Err(unsent) => Err((unsent, Via::Fallback, tls)),
                 }
@@ -433,7 +454,9 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
 
 /// The first message through the fallback: to the admins, naming the
 /// primary's failure and its fix. Sent directly, ahead of the alerts it
-/// precedes; one that cannot be sent is logged, and the alerts go on.
+/// precedes. One that cannot be sent is logged, the alerts go on, and
+/// the next entry through the fallback tries again, until one admin has
+/// it.
 async fn tell_fallback(
     ctx: &Context,
     fallback: &mut Route,
@@ -442,10 +465,10 @@ async fn tell_fallback(
     health: &Health,
 ) {
     let now = SystemTime::now();
-    health.engage_fallback(&fallback.relay, now);
     let Some(failure) = health.record().failure else {
         return;
     };
+    let mut told = false;
     for admin in ctx.config.admins() {
         let Some(key) = ctx.keyring.get(&admin) else {
             continue;
@@ -463,16 +486,24 @@ async fn tell_fallback(
             .attempt(down, admin.0.as_str(), &payload, removals, None)
             .await;
         match result {
-            Ok(_) => tracing::warn!(
-                to = %admin, relay = %fallback.relay, primary = %failure.relay,
-                class = %failure.class,
-                "the primary relay has failed too long: alerts go through the fallback; told the admin"
-            ),
+            Ok(_) => {
+                told = true;
+                tracing::warn!(
+                    to = %admin, relay = %fallback.relay, primary = %failure.relay,
+                    class = %failure.class,
+                    "the primary relay has failed too long: alerts go through the fallback; told the admin"
+                )
+            }
             Err(Unsent::Deferred(e) | Unsent::Failed(e)) => tracing::error!(
                 to = %admin, relay = %fallback.relay, reason = ?e.to_string(),
                 "cannot tell the admin that alerts go through the fallback"
             ),
         }
+    }
+    // Until one admin has it, the next entry through the fallback tries
+    // again.
+    if told {
+        health.fallback_announced(&fallback.relay, now);
     }
 }
 

@@ -66,8 +66,8 @@ impl CertInfo {
             sha1,
             sha256,
             spki_sha256: sha2::Sha256::digest(spki).into(),
-            subject: tbs.subject.to_string(),
-            issuer: tbs.issuer.to_string(),
+            subject: printable(&tbs.subject.to_string()),
+            issuer: printable(&tbs.issuer.to_string()),
             not_after: Some(
                 SystemTime::UNIX_EPOCH + tbs.validity.not_after.to_date_time().unix_duration(),
             ),
@@ -118,6 +118,15 @@ impl fmt::Display for CertInfo {
             Pin::SpkiSha256(self.spki_sha256)
         )
     }
+}
+
+/// A name from the relay's certificate as logs, terminals and systemd's
+/// status line may show it: the relay chose it, so control characters
+/// (escape sequences, newlines) become U+FFFD.
+fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
 }
 
 /// How the relay's certificate is checked.
@@ -413,6 +422,13 @@ mod tests {
         let line = relay.config_line();
         assert!(line.starts_with("fingerprints = [\""), "{line}");
         assert!(line.contains("sha256-spki:"), "{line}");
+    }
+
+    #[test]
+    fn names_a_relay_chose_reach_no_terminal_as_escape_sequences() {
+        let shown = printable("CN=relay\x1b[2J\nMAINPID=1");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.starts_with("CN=relay"), "{shown:?}");
     }
 
     #[test]

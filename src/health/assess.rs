@@ -177,7 +177,7 @@ impl Snapshot {
 
 /// A point in time as the reports print it (UTC, to the second).
 pub fn when(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    crate::when::rfc3339(t)
 }
 
 /// A span as the reports print it, to the minute (seconds below one).

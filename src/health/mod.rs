@@ -181,6 +181,9 @@ pub struct FallbackUse {
     pub last_sent: Option<u64>,
     /// Its own failure, when it fails too.
     pub failure: Option<Failure>,
+    /// Whether the admins were told that it took over.
+    #[serde(default)]
+    pub told: bool,
 }
 
 /// The failure delivery is in, since its first failed attempt.
@@ -278,9 +281,10 @@ pub fn secs(t: SystemTime) -> u64 {
     crate::spool::unix_secs(t)
 }
 
-/// The time `secs` seconds after the Unix epoch.
+/// The time `secs` seconds after the Unix epoch (held to the range a
+/// report can print: a damaged record must not panic the daemon).
 pub fn time(secs: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    crate::when::from_unix(secs)
 }
 
 /// A failure after `before` (the same streak, if any): it keeps its
@@ -352,7 +356,7 @@ impl Health {
 
     /// An entry was sent through `via`: delivery works. Through the
     /// primary, its failure is over and the fallback stands down.
-    pub fn sent(&self, via: Via, now: SystemTime) {
+    pub fn sent(&self, via: Via, relay: &str, now: SystemTime) {
         // The first success, the end of a failure, a fallback's first
         // delivery: news.
         let news = self.with(|r| {
@@ -362,10 +366,11 @@ impl Health {
                 Via::Primary => r.fallback.take().is_some() | r.failure.take().is_some() | first,
                 Via::Fallback => {
                     let fallback = r.fallback.get_or_insert_with(|| FallbackUse {
-                        relay: String::new(),
+                        relay: relay.to_string(),
                         since: secs(now),
                         last_sent: None,
                         failure: None,
+                        told: false,
                     });
                     let news = fallback.last_sent.is_none() || fallback.failure.is_some();
                     fallback.last_sent = Some(secs(now));
@@ -405,9 +410,14 @@ impl Health {
         match via {
             Via::Primary => self.primary_failed(class, reason, relay, now),
             Via::Fallback => self.with(|r| {
-                if let Some(f) = r.fallback.as_mut() {
-                    f.failure = Some(next_failure(f.failure.as_ref(), class, reason, relay, now));
-                }
+                let f = r.fallback.get_or_insert_with(|| FallbackUse {
+                    relay: relay.to_string(),
+                    since: secs(now),
+                    last_sent: None,
+                    failure: None,
+                    told: false,
+                });
+                f.failure = Some(next_failure(f.failure.as_ref(), class, reason, relay, now));
             }),
         }
     }
@@ -430,23 +440,35 @@ impl Health {
         self.with(|r| r.failure.as_ref().map(|f| (f.class, time(f.since))))
     }
 
-    /// Whether the fallback stands in for the primary (and the admins
-    /// were told so).
-    pub fn fallback_engaged(&self) -> bool {
-        self.with(|r| r.fallback.is_some())
+    /// Whether the admins were told that the fallback stands in for
+    /// the primary.
+    pub fn fallback_told(&self) -> bool {
+        self.with(|r| r.fallback.as_ref().is_some_and(|f| f.told))
     }
 
-    /// The fallback `relay` takes over from the primary now.
-    pub fn engage_fallback(&self, relay: &str, now: SystemTime) {
+    /// Whether the fallback's last attempt failed.
+    pub fn fallback_failing(&self) -> bool {
+        self.with(|r| r.fallback.as_ref().is_some_and(|f| f.failure.is_some()))
+    }
+
+    /// The admins were told that the fallback `relay` takes over.
+    pub fn fallback_announced(&self, relay: &str, now: SystemTime) {
         self.with(|r| {
-            r.fallback = Some(FallbackUse {
+            let f = r.fallback.get_or_insert_with(|| FallbackUse {
                 relay: relay.to_string(),
                 since: secs(now),
                 last_sent: None,
                 failure: None,
-            })
+                told: false,
+            });
+            f.told = true;
         });
         self.changed.notify_one();
+    }
+
+    /// No fallback is configured (any more): nothing stands in.
+    pub fn no_fallback(&self) {
+        self.with(|r| r.fallback = None)
     }
 
     /// An entry moved to `failed/` for its age, not for an attempt.
@@ -454,12 +476,20 @@ impl Health {
         self.with(|r| r.totals.failed += 1)
     }
 
-    /// Nothing is left to deliver: whatever failed is no longer failing
-    /// anything (the entries were delivered, deleted or failed). Unless
-    /// the fallback took them: then the primary is still to fix, and
-    /// only its own next success says it works.
+    /// Nothing is left to deliver: a failure that may pass by itself
+    /// (unreachable, 4xx) is no longer failing anything (the entries were
+    /// delivered, deleted or failed). One that needs a person (a pin, a
+    /// login, a relay refusing everything), or one the fallback stands in
+    /// for, stays until the primary's next success says it is over.
     pub fn queue_empty(&self) {
-        if self.with(|r| r.fallback.is_none() && r.failure.take().is_some()) {
+        let cleared = self.with(|r| {
+            let passing = r
+                .failure
+                .as_ref()
+                .is_some_and(|f| !f.class.needs_a_person());
+            passing && r.fallback.is_none() && r.failure.take().is_some()
+        });
+        if cleared {
             self.changed.notify_one();
         }
     }
@@ -577,7 +607,7 @@ mod tests {
             }
         );
 
-        restarted.sent(Via::Primary, later + Duration::from_secs(60));
+        restarted.sent(Via::Primary, "relay:587", later + Duration::from_secs(60));
         let r = restarted.record();
         assert_eq!(r.failure, None);
         assert_eq!(r.last_success, Some(secs(later) + 60));

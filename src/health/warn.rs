@@ -23,7 +23,7 @@ use super::assess::{Grade, Problem};
 use super::secs;
 use crate::context::Context;
 use crate::route::Recipient;
-use crate::spool::Listing;
+use crate::spool::{Counts, Listing};
 
 /// A condition is mailed about at most this often.
 pub const EVERY: Duration = Duration::from_secs(86400);
@@ -42,6 +42,11 @@ pub struct Warning {
     /// encrypted when queued).
     pub message: Vec<u8>,
 }
+
+/// Set-aside alerts a warning lists per state, newest first; beyond, a
+/// count (a relay refusing everything over a weekend leaves thousands,
+/// and a warning too large for the relay would be refused in turn).
+const LIST_MAX: usize = 50;
 
 /// The conditions mail can help with, and the spool state whose entries a
 /// set-aside condition lists.
@@ -66,19 +71,19 @@ pub fn usable(ctx: &Context, r: &Recipient, now: SystemTime) -> bool {
 }
 
 /// The stamp a problem is mailed under: its condition, and for set-aside
-/// entries the newest one's id, so that a newly failed alert is told at
-/// once rather than the next day.
-fn stamp(problem: &Problem, set_aside: &[Listing]) -> Option<String> {
+/// entries the newest one's name (from `counts`), so that a newly failed
+/// alert is told within the hour rather than the next day.
+fn stamp(problem: &Problem, counts: &Counts) -> Option<String> {
     let state = mailed(&problem.condition)?;
     Some(match state {
         None => problem.condition.clone(),
         Some(state) => {
-            let newest = set_aside
-                .iter()
-                .filter(|l| l.state == state)
-                .max_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)))
-                .map_or("", |l| l.id.as_str());
-            format!("{}:{newest}", problem.condition)
+            let newest = match state {
+                "held" => &counts.newest_held,
+                "failed" => &counts.newest_failed,
+                _ => &counts.newest_corrupt,
+            };
+            format!("{}:{}", problem.condition, newest.as_deref().unwrap_or(""))
         }
     })
 }
@@ -86,11 +91,14 @@ fn stamp(problem: &Problem, set_aside: &[Listing]) -> Option<String> {
 /// The warnings due now: for each mailed problem whose stamp is older
 /// than [`EVERY`] (or absent), one message to the admins with all of
 /// them, and one to each recipient whose own key is among them.
+/// `set_aside` lists the held, failed and corrupt files; it is called
+/// only when a warning about them is due.
 pub fn due(
     ctx: &Context,
     problems: &[Problem],
     warned: &BTreeMap<String, u64>,
-    set_aside: &[Listing],
+    counts: &Counts,
+    set_aside: impl FnOnce() -> Vec<Listing>,
     now: SystemTime,
 ) -> Vec<Warning> {
     let within = |stamp: &str, span: Duration| {
@@ -101,7 +109,7 @@ pub fn due(
     let due: Vec<(String, &Problem)> = problems
         .iter()
         .filter(|p| p.grade >= Grade::Warning)
-        .filter_map(|p| stamp(p, set_aside).map(|s| (s, p)))
+        .filter_map(|p| stamp(p, counts).map(|s| (s, p)))
         .filter(|(s, p)| !within(s, EVERY) && !within(&p.condition, SET_ASIDE_EVERY))
         .collect();
     let usable = |r: &Recipient| usable(ctx, r, now);
@@ -111,6 +119,10 @@ pub fn due(
     }
     let mut out = Vec::new();
     let all: Vec<&Problem> = due.iter().map(|(_, p)| *p).collect();
+    let listed = all
+        .iter()
+        .any(|p| matches!(mailed(&p.condition), Some(Some(_))));
+    let set_aside = if listed { set_aside() } else { Vec::new() };
     // The condition itself too: what SET_ASIDE_EVERY counts from.
     let mut stamps: Vec<String> = due
         .iter()
@@ -121,7 +133,7 @@ pub fn due(
     out.push(Warning {
         to: admins.clone(),
         stamps,
-        message: compose(ctx, &admins, &all, set_aside, now),
+        message: compose(ctx, &admins, &all, &set_aside, now),
     });
     // The owner of an expiring key hears of it too.
     for (_, p) in &due {
@@ -133,12 +145,16 @@ pub fn due(
             .iter()
             .find(|k| k.fingerprint.to_string() == fingerprint)
             .map(|k| k.recipient.clone());
-        if let Some(owner) = owner.filter(|o| !admins.contains(o) && usable(o)) {
+        // Stamped on its own: it is queued apart from the admins' one.
+        let stamp = format!("owner:{}", p.condition);
+        if let Some(owner) = owner.filter(|o| !admins.contains(o) && usable(o))
+            && !within(&stamp, EVERY)
+        {
             let to = vec![owner];
             out.push(Warning {
                 message: compose(ctx, &to, &[*p], &[], now),
                 to,
-                stamps: Vec::new(),
+                stamps: vec![stamp],
             });
         }
     }
@@ -185,7 +201,17 @@ fn compose(
             p.fix
         );
         if let Some(Some(state)) = mailed(&p.condition) {
-            for l in set_aside.iter().filter(|l| l.state == state) {
+            let mut rows: Vec<&Listing> = set_aside.iter().filter(|l| l.state == state).collect();
+            rows.sort_by(|a, b| (b.created, &b.id).cmp(&(a.created, &a.id)));
+            if rows.len() > LIST_MAX {
+                let _ = write!(
+                    out,
+                    "    (the newest {LIST_MAX} of {}; relayctl queue lists them all)\r\n",
+                    rows.len()
+                );
+                rows.truncate(LIST_MAX);
+            }
+            for l in rows {
                 let _ = write!(
                     out,
                     "    {} {} to {}: {}\r\n",
@@ -249,34 +275,28 @@ mod tests {
         }
     }
 
-    fn listing(id: &str, state: &'static str, secs: u64) -> Listing {
-        Listing {
-            id: id.into(),
-            state,
-            recipient: "alerts@example.org".into(),
-            size: 1,
-            created: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
-            attempts: 1,
-            next_attempt: None,
-            last_error: "RCPT TO refused: 550 no such user".into(),
-        }
-    }
-
     #[test]
     fn only_what_mail_can_help_with_is_mailed() {
-        let set_aside = [listing("A", "failed", 1), listing("B", "failed", 2)];
+        let counts = Counts {
+            failed: 2,
+            newest_failed: Some("B".into()),
+            ..Counts::default()
+        };
         assert_eq!(
-            stamp(&problem("relay-certificate"), &set_aside).as_deref(),
+            stamp(&problem("relay-certificate"), &counts).as_deref(),
             Some("relay-certificate")
         );
-        assert_eq!(stamp(&problem("key:F00"), &[]).as_deref(), Some("key:F00"));
-        // The newest failed entry names the stamp: a new one is told at once.
         assert_eq!(
-            stamp(&problem("failed"), &set_aside).as_deref(),
+            stamp(&problem("key:F00"), &counts).as_deref(),
+            Some("key:F00")
+        );
+        // The newest failed entry names the stamp: a new one is told soon.
+        assert_eq!(
+            stamp(&problem("failed"), &counts).as_deref(),
             Some("failed:B")
         );
         for unmailed in ["daemon", "delivery", "queue-age", "record"] {
-            assert_eq!(stamp(&problem(unmailed), &set_aside), None, "{unmailed}");
+            assert_eq!(stamp(&problem(unmailed), &counts), None, "{unmailed}");
         }
     }
 }

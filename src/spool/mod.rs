@@ -219,8 +219,9 @@ pub struct Listing {
     pub last_error: String,
 }
 
-/// How many entries wait in each state, for systemd's STATUS= line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How many entries wait in each state, for systemd's STATUS= line and
+/// the health checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
     pub queued: usize,
     pub held: usize,
@@ -228,6 +229,12 @@ pub struct Counts {
     pub corrupt: usize,
     /// When the oldest entry of `queue/` arrived.
     pub oldest_queued: Option<SystemTime>,
+    /// The greatest name in `held/`, `failed/` and `corrupt/` (queue ids
+    /// sort by arrival: the newest entry): a warning names it, so that a
+    /// new one is told at once.
+    pub newest_held: Option<String>,
+    pub newest_failed: Option<String>,
+    pub newest_corrupt: Option<String>,
 }
 
 /// A handle on the spool directory tree.
@@ -357,15 +364,35 @@ impl Spool {
             }
         })?;
         counts.oldest_queued = oldest.map(|id| id.created());
+        let newest = |slot: &mut Option<String>, name: &str| {
+            if slot.as_deref().is_none_or(|n| name > n) {
+                *slot = Some(name.to_string());
+            }
+        };
+        let mut held = None;
         for_each_name(&self.dir("held"), |name| {
-            counts.held += usize::from(name.ends_with(MSG_SUFFIX))
+            if let Some(id) = name.strip_suffix(MSG_SUFFIX) {
+                counts.held += 1;
+                newest(&mut held, id);
+            }
         })?;
+        let mut failed = None;
         for_each_name(&self.dir("failed"), |name| {
-            counts.failed += usize::from(name.ends_with(MSG_SUFFIX))
+            if let Some(id) = name.strip_suffix(MSG_SUFFIX) {
+                counts.failed += 1;
+                newest(&mut failed, id);
+            }
         })?;
+        let mut corrupt = None;
         for_each_name(&self.dir("corrupt"), |name| {
-            counts.corrupt += usize::from(!name.ends_with(WHY_SUFFIX))
+            if !name.ends_with(WHY_SUFFIX) {
+                counts.corrupt += 1;
+                newest(&mut corrupt, name.strip_suffix(MSG_SUFFIX).unwrap_or(name));
+            }
         })?;
+        counts.newest_held = held;
+        counts.newest_failed = failed;
+        counts.newest_corrupt = corrupt;
         Ok(counts)
     }
 
