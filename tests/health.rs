@@ -19,12 +19,7 @@ fn health(setup: &Setup, args: &[&str]) -> (i32, String) {
         .env("ALERT_RELAY_CONFIG", setup.config_path())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    common::code_and_text(&out)
 }
 
 fn health_json(setup: &Setup) -> (i32, serde_json::Value) {
@@ -292,8 +287,21 @@ fn a_pin_mismatch_and_a_refused_login_are_critical_at_once_with_their_fixes() {
     );
 }
 
+/// A setup whose relay presents a certificate valid 10 more days, pinned
+/// by its SHA-256 digest: the setup, the relay, and the certificate's
+/// path.
+fn pinned_to_a_short_lived_cert() -> (Setup, Relay, String) {
+    let setup = Setup::new();
+    let cert = short_lived_cert(setup.path("").as_path(), 10);
+    let cert_name = cert.to_str().unwrap().to_string();
+    let relay = Relay::start(&["--cert", &cert_name]);
+    let digest = common::openssl_fingerprint(&cert_name, "sha256");
+    setup.use_relay(relay.port, &format!("fingerprints = [\"{digest}\"]\n"));
+    (setup, relay, cert_name)
+}
+
 /// A self-signed certificate for localhost valid `days` more days, made
-/// with openssl in `dir`: (certificate path, its key's path).
+/// with openssl in `dir` (its key beside it, as short.key).
 fn short_lived_cert(dir: &Path, days: u32) -> std::path::PathBuf {
     common::prereq::openssl();
     let cert = dir.join("short.pem");
@@ -323,12 +331,7 @@ fn short_lived_cert(dir: &Path, days: u32) -> std::path::PathBuf {
 
 #[test]
 fn a_relay_certificate_pinned_by_digest_that_expires_soon_warns_with_its_spki_pin() {
-    let setup = Setup::new();
-    let cert = short_lived_cert(setup.path("").as_path(), 10);
-    let cert_name = cert.to_str().unwrap();
-    let relay = Relay::start(&["--cert", cert_name]);
-    let digest = common::openssl_fingerprint(cert_name, "sha256");
-    setup.use_relay(relay.port, &format!("fingerprints = [\"{digest}\"]\n"));
+    let (setup, relay, cert_name) = pinned_to_a_short_lived_cert();
     let daemon = setup.start();
     send_alert(&setup);
     relay.wait_messages(1);
@@ -339,7 +342,7 @@ fn a_relay_certificate_pinned_by_digest_that_expires_soon_warns_with_its_spki_pi
     assert_eq!(json["relay_certificate"]["check"], "certificate-pin");
     assert_eq!(conditions(&json), vec!["relay-certificate"]);
     // The pin that survives a renewal keeping the key, as openssl computes it.
-    let spki = common::openssl_spki_pin(cert_name);
+    let spki = common::openssl_spki_pin(&cert_name);
     let fix = json["problems"][0]["fix"].as_str().unwrap();
     assert!(fix.contains(&spki), "{spki} not in {fix}");
     let samples = prometheus_samples(&setup);
@@ -456,12 +459,7 @@ fn warnings(plaintexts: &[String]) -> Vec<&String> {
 
 #[test]
 fn a_certificate_about_to_break_its_pin_is_told_by_mail_once_a_day_not_per_alert() {
-    let setup = Setup::new();
-    let cert = short_lived_cert(setup.path("").as_path(), 10);
-    let cert_name = cert.to_str().unwrap();
-    let relay = Relay::start(&["--cert", cert_name]);
-    let digest = common::openssl_fingerprint(cert_name, "sha256");
-    setup.use_relay(relay.port, &format!("fingerprints = [\"{digest}\"]\n"));
+    let (setup, relay, cert_name) = pinned_to_a_short_lived_cert();
     let mut daemon = setup.start();
     for _ in 0..3 {
         send_alert(&setup);
@@ -473,7 +471,7 @@ fn a_certificate_about_to_break_its_pin_is_told_by_mail_once_a_day_not_per_alert
     assert_eq!(plain.len(), 4);
     let told = warnings(&plain);
     assert_eq!(told.len(), 1, "{plain:#?}");
-    let spki = common::openssl_spki_pin(cert_name);
+    let spki = common::openssl_spki_pin(&cert_name);
     assert!(told[0].contains(&spki), "{} not in {}", spki, told[0]);
     assert!(told[0].contains("fingerprints = ["), "{}", told[0]);
     assert!(told[0].contains("expires at"), "{}", told[0]);
@@ -566,14 +564,20 @@ fn a_key_about_to_expire_is_told_to_the_admin_and_to_its_owner_encrypted_to_that
     assert!(!told[0].contains("alerts@example.org"), "{}", told[0]);
 }
 
-#[test]
-fn an_alert_the_relay_refuses_for_good_is_told_to_the_admin_with_the_reply() {
-    let relay = Relay::start(&[
+/// A relay that refuses the journalist's address for good, and takes the
+/// rest.
+fn refusing_the_journalist() -> Relay {
+    Relay::start(&[
         "--rcpt-reply",
         "550 5.1.1 no such mailbox",
         "--rcpt-only",
         "journalist@example.org",
-    ]);
+    ])
+}
+
+#[test]
+fn an_alert_the_relay_refuses_for_good_is_told_to_the_admin_with_the_reply() {
+    let relay = refusing_the_journalist();
     let setup = Setup::new();
     setup.use_relay(relay.port, "");
     let _daemon = setup.start();
@@ -656,12 +660,7 @@ fn a_spool_filling_up_is_a_warning_told_by_mail_then_critical() {
 fn heartbeats_come_every_period_and_have_one_size_whatever_the_counts() {
     // The relay refuses the journalist: the second heartbeat has a
     // problem to list that the first has not.
-    let relay = Relay::start(&[
-        "--rcpt-reply",
-        "550 5.1.1 no such mailbox",
-        "--rcpt-only",
-        "journalist@example.org",
-    ]);
+    let relay = refusing_the_journalist();
     let setup = Setup::new();
     setup.use_relay(relay.port, "");
     let config = std::fs::read_to_string(setup.config_path()).unwrap();

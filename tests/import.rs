@@ -43,12 +43,7 @@ fn relayctl(config: &Path, args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    common::code_and_text(&out)
 }
 
 fn import(sd: &Path, out: &Path, args: &[&str]) -> (i32, String) {

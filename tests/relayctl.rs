@@ -11,12 +11,7 @@ use common::{Gpg, Relay, Setup, key_path, openssl_fingerprint, openssl_spki_pin}
 
 fn relayctl(args: &[&str]) -> (i32, String) {
     let out = Command::new(common::RELAYCTL).args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    common::code_and_text(&out)
 }
 
 fn gpg_fingerprint(file: &str) -> String {
@@ -140,12 +135,7 @@ fn relayctl_in(setup: &Setup, args: &[&str], stdin: &[u8]) -> (i32, String) {
         .unwrap();
     let _ = child.stdin.take().unwrap().write_all(stdin);
     let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    common::code_and_text(&out)
 }
 
 const ALERT: &[u8] = b"Subject: held alert\n\nMARKER-RELEASED\n";
@@ -662,12 +652,7 @@ fn relayctl_with_credentials(
         .env("CREDENTIALS_DIRECTORY", creds)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    common::code_and_text(&out)
 }
 
 #[test]

@@ -343,16 +343,8 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
                 after: max_lifetime,
                 last_error: p.state.last_error.clone(),
             };
-            batch
-                .record(
-                    &p,
-                    to,
-                    run.primary.through(),
-                    NO_TLS,
-                    p.state.attempts,
-                    Unsent::Failed(expired),
-                )
-                .await;
+            let tried = Attempt::new(&p, to, run.primary.through(), NO_TLS, p.state.attempts);
+            batch.record(&tried, Unsent::Failed(expired)).await;
             index.entries.remove(&p.id);
             continue;
         }
@@ -380,7 +372,10 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
                 Ok(reply) => {
                     *run.primary_next = None;
                     health.sent(Via::Primary, &run.primary.relay, SystemTime::now());
-                    batch.log_sent(&p, to, run.primary.through(), tls, attempt, &reply);
+                    batch.log_sent(
+                        &Attempt::new(&p, to, run.primary.through(), tls, attempt),
+                        &reply,
+                    );
                     outcome = Some(Ok(()));
                 }
                 // Not when the primary may have the message (no reply to
@@ -392,7 +387,8 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
                 {
                     // Logged, and the entry goes on through the fallback.
                     health.primary_failed(e.class(), &e.to_string(), &run.primary.relay, now);
-                    batch.log_unsent(&p, to, run.primary.through(), tls, attempt, "deferred", &e);
+                    let tried = Attempt::new(&p, to, run.primary.through(), tls, attempt);
+                    batch.log_unsent(&tried, "deferred", &e);
                     let step = run
                         .primary_next
                         .map_or(0, |(i, _)| (i + 1).min(retry.len().saturating_sub(1)));
@@ -415,7 +411,10 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
                 match result {
                     Ok(reply) => {
                         health.sent(Via::Fallback, &fallback.relay, SystemTime::now());
-                        batch.log_sent(&p, to, fallback.through(), tls, attempt, &reply);
+                        batch.log_sent(
+                            &Attempt::new(&p, to, fallback.through(), tls, attempt),
+                            &reply,
+                        );
                         Ok(())
                     }
                     // A refusal from the fallback is not final: the
@@ -442,7 +441,8 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
                     (Via::Fallback, Some(f)) => f.through(),
                     _ => run.primary.through(),
                 };
-                match batch.record(&p, to, route, tls, attempt, unsent).await {
+                let tried = Attempt::new(&p, to, route, tls, attempt);
+                match batch.record(&tried, unsent).await {
                     Some(state) => index.entries.insert(p.id, state),
                     None => index.entries.remove(&p.id),
                 };
@@ -610,20 +610,35 @@ struct Batch<'a> {
     health: &'a Health,
 }
 
+/// One attempt at one entry, as its log line names it.
+struct Attempt<'a> {
+    p: &'a Pending,
+    to: &'a str,
+    route: Through<'a>,
+    tls: &'a str,
+    /// Its number, counting the entry's earlier attempts.
+    n: u32,
+}
+
+impl<'a> Attempt<'a> {
+    fn new(p: &'a Pending, to: &'a str, route: Through<'a>, tls: &'a str, n: u32) -> Self {
+        Attempt {
+            p,
+            to,
+            route,
+            tls,
+            n,
+        }
+    }
+}
+
 impl Batch<'_> {
     /// Makes a deferral or a failure durable in the spool, then logs the
-    /// attempt through `route`: deferred entries get their next time,
-    /// failed ones move to `failed/`. Returns the entry's new state while
-    /// it stays queued. (Sent entries go through [`Removals`].)
-    async fn record(
-        &self,
-        p: &Pending,
-        to: &str,
-        route: Through<'_>,
-        tls: &str,
-        attempt: u32,
-        unsent: Unsent,
-    ) -> Option<State> {
+    /// attempt: deferred entries get their next time, failed ones move to
+    /// `failed/`. Returns the entry's new state while it stays queued.
+    /// (Sent entries go through [`Removals`].)
+    async fn record(&self, a: &Attempt<'_>, unsent: Unsent) -> Option<State> {
+        let p = a.p;
         let s = self.spool.clone();
         let id = p.id.clone();
         let (status, error, done, still_queued) = match unsent {
@@ -650,49 +665,32 @@ impl Batch<'_> {
         match &error {
             DeliverError::Expired { .. } => self.health.expired(),
             e => self.health.unsent(
-                route.via,
+                a.route.via,
                 e.class(),
                 &e.to_string(),
-                route.relay,
+                a.route.relay,
                 status == "failed",
                 SystemTime::now(),
             ),
         }
-        self.log_unsent(p, to, route, tls, attempt, status, &error);
+        self.log_unsent(a, status, &error);
         still_queued
     }
 
     /// An attempt's log line when it did not send.
-    #[allow(clippy::too_many_arguments)]
-    fn log_unsent(
-        &self,
-        p: &Pending,
-        to: &str,
-        route: Through<'_>,
-        tls: &str,
-        attempt: u32,
-        status: &str,
-        error: &DeliverError,
-    ) {
+    fn log_unsent(&self, a: &Attempt<'_>, status: &str, error: &DeliverError) {
         tracing::warn!(
-            id = %p.id, to = %to, status = %status, relay = %route.relay, tls = %tls, attempt,
-            delay = %delay(p), class = %error.class(), reason = ?error.to_string(), "delivery"
+            id = %a.p.id, to = %a.to, status = %status, relay = %a.route.relay, tls = %a.tls,
+            attempt = a.n, delay = %delay(a.p), class = %error.class(),
+            reason = ?error.to_string(), "delivery"
         );
     }
 
     /// A sent attempt's log line, with the relay's reply.
-    fn log_sent(
-        &self,
-        p: &Pending,
-        to: &str,
-        route: Through<'_>,
-        tls: &str,
-        attempt: u32,
-        reply: &Reply,
-    ) {
+    fn log_sent(&self, a: &Attempt<'_>, reply: &Reply) {
         tracing::info!(
-            id = %p.id, to = %to, status = %"sent", relay = %route.relay, tls = %tls, attempt,
-            delay = %delay(p), reply = ?reply.to_string(), "delivery"
+            id = %a.p.id, to = %a.to, status = %"sent", relay = %a.route.relay, tls = %a.tls,
+            attempt = a.n, delay = %delay(a.p), reply = ?reply.to_string(), "delivery"
         );
     }
 }

@@ -186,6 +186,19 @@ pub struct FallbackUse {
     pub told: bool,
 }
 
+impl FallbackUse {
+    /// The fallback `relay`, standing in from `now`.
+    fn new(relay: &str, now: SystemTime) -> FallbackUse {
+        FallbackUse {
+            relay: relay.to_string(),
+            since: secs(now),
+            last_sent: None,
+            failure: None,
+            told: false,
+        }
+    }
+}
+
 /// The failure delivery is in, since its first failed attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -365,13 +378,9 @@ impl Health {
             match via {
                 Via::Primary => r.fallback.take().is_some() | r.failure.take().is_some() | first,
                 Via::Fallback => {
-                    let fallback = r.fallback.get_or_insert_with(|| FallbackUse {
-                        relay: relay.to_string(),
-                        since: secs(now),
-                        last_sent: None,
-                        failure: None,
-                        told: false,
-                    });
+                    let fallback = r
+                        .fallback
+                        .get_or_insert_with(|| FallbackUse::new(relay, now));
                     let news = fallback.last_sent.is_none() || fallback.failure.is_some();
                     fallback.last_sent = Some(secs(now));
                     fallback.failure = None;
@@ -410,13 +419,9 @@ impl Health {
         match via {
             Via::Primary => self.primary_failed(class, reason, relay, now),
             Via::Fallback => self.with(|r| {
-                let f = r.fallback.get_or_insert_with(|| FallbackUse {
-                    relay: relay.to_string(),
-                    since: secs(now),
-                    last_sent: None,
-                    failure: None,
-                    told: false,
-                });
+                let f = r
+                    .fallback
+                    .get_or_insert_with(|| FallbackUse::new(relay, now));
                 f.failure = Some(next_failure(f.failure.as_ref(), class, reason, relay, now));
             }),
         }
@@ -454,13 +459,9 @@ impl Health {
     /// The admins were told that the fallback `relay` takes over.
     pub fn fallback_announced(&self, relay: &str, now: SystemTime) {
         self.with(|r| {
-            let f = r.fallback.get_or_insert_with(|| FallbackUse {
-                relay: relay.to_string(),
-                since: secs(now),
-                last_sent: None,
-                failure: None,
-                told: false,
-            });
+            let f = r
+                .fallback
+                .get_or_insert_with(|| FallbackUse::new(relay, now));
             f.told = true;
         });
         self.changed.notify_one();

@@ -76,3 +76,14 @@ pub fn lf(bytes: &[u8]) -> Vec<u8> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     find(&lf(haystack), &lf(needle)).is_some()
 }
+
+/// A finished command's exit code (-1 when killed by a signal) and its
+/// stdout and stderr as one text.
+pub fn code_and_text(out: &std::process::Output) -> (i32, String) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}

@@ -25,19 +25,10 @@ pub fn run(suite: &Suite) -> Outcome {
     let pin = openssl_fingerprint("relay.pem", "sha256");
     let install = Install::new(port, &format!("fingerprints = [\"{pin}\"]\n"), "\"1h\"");
     let daemon = install.setup.start();
-    let send = |from: usize, n: usize| -> Vec<String> {
-        (from..from + n)
-            .map(|i| {
-                let marker = suite.marker("certchange", i, 0);
-                submit(install.port, RCPT, &alert(RCPT, &marker))
-                    .unwrap_or_else(|e| panic!("submission refused: {e}"));
-                marker
-            })
-            .collect()
-    };
-    let mut acked = send(0, BEFORE);
-    let before_ok = wait_until(Duration::from_secs(30), || old.messages().len() >= BEFORE);
-    let mut delivered = old.messages();
+    let daemon_port = install.port;
+    let send = |from: usize, n: usize| send(suite, daemon_port, "certchange", from, n);
+    let (mut acked, before_ok, mut delivered) =
+        before_the_change(suite, &install, "certchange", &old);
 
     // The rotation: the same port, a certificate with another key.
     drop(old);
@@ -126,19 +117,10 @@ pub fn with_fallback(suite: &Suite) -> Outcome {
         install.setup.path("sasl_password").display()
     ));
     let _daemon = install.setup.start();
-    let send = |from: usize, n: usize| -> Vec<String> {
-        (from..from + n)
-            .map(|i| {
-                let marker = suite.marker("certchange-fallback", i, 0);
-                submit(install.port, RCPT, &alert(RCPT, &marker))
-                    .unwrap_or_else(|e| panic!("submission refused: {e}"));
-                marker
-            })
-            .collect()
-    };
-    let mut acked = send(0, BEFORE);
-    let before_ok = wait_until(Duration::from_secs(30), || old.messages().len() >= BEFORE);
-    let mut delivered = old.messages();
+    let tag = "certchange-fallback";
+    let daemon_port = install.port;
+    let send = |from: usize, n: usize| send(suite, daemon_port, tag, from, n);
+    let (mut acked, before_ok, mut delivered) = before_the_change(suite, &install, tag, &old);
 
     drop(old);
     let _new = Relay::start_on(port, &["--pipelining", "--cert", "relay2.pem"]);
@@ -192,6 +174,32 @@ pub fn with_fallback(suite: &Suite) -> Outcome {
         .check(drained, "the queue did not drain through the fallback")
         .check(lost == 0, format!("{lost} acked alerts never arrived"));
     f.done()
+}
+
+/// Alerts `from..from + n`, marked with `tag`, each acked by the daemon
+/// listening on `port`.
+fn send(suite: &Suite, port: u16, tag: &str, from: usize, n: usize) -> Vec<String> {
+    (from..from + n)
+        .map(|i| {
+            let marker = suite.marker(tag, i, 0);
+            submit(port, RCPT, &alert(RCPT, &marker))
+                .unwrap_or_else(|e| panic!("submission refused: {e}"));
+            marker
+        })
+        .collect()
+}
+
+/// The [`BEFORE`] alerts through the old certificate: the markers acked,
+/// whether all arrived, and what the relay received.
+fn before_the_change(
+    suite: &Suite,
+    install: &Install,
+    tag: &str,
+    old: &Relay,
+) -> (Vec<String>, bool, Vec<Vec<u8>>) {
+    let acked = send(suite, install.port, tag, 0, BEFORE);
+    let arrived = wait_until(Duration::from_secs(30), || old.messages().len() >= BEFORE);
+    (acked, arrived, old.messages())
 }
 
 /// `relayctl health --json`: (exit code, the report).
