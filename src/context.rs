@@ -4,13 +4,15 @@
 
 use crate::config::{Config, ConfigError};
 use crate::encrypt::{HoldKey, Keyring, Sealer};
-use crate::route::Router;
+use crate::route::{Router, Rules};
 
 /// One loaded config, with its keys read and checked (not per message).
 #[derive(Debug)]
 pub struct Context {
     pub config: Config,
     pub router: Router,
+    /// `[[routes]]`, compiled.
+    pub rules: Rules,
     pub hostname: String,
     pub keyring: Keyring,
     pub sealer: Sealer,
@@ -34,6 +36,7 @@ impl Context {
         })?;
         let hold = HoldKey::load(&config.queue.dir).ok().flatten();
         Ok(Context {
+            rules: config.rules()?,
             router: config.router(),
             hostname,
             keyring,

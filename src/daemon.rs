@@ -504,7 +504,7 @@ impl Mail<'_> {
             return false;
         }
         let sender = self.ctx.sealer.sender.address.as_str();
-        let entries = crate::ingest::entries(self.ctx, sender, to, message);
+        let entries = crate::ingest::entries_for(self.ctx, sender, to, message);
         match self.spool.commit(&entries) {
             Ok(()) => {
                 crate::ingest::log_stored(&entries, what);

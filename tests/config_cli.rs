@@ -118,6 +118,31 @@ const BAD: &[(&str, &str, &str)] = &[
         "[fallback]\nhost = \"smtp.example.com\"\nfallback_after = \"soon\"\n\n[aliases]",
         "fallback.fallback_after: \"soon\" is not a duration",
     ),
+    (
+        "[aliases]",
+        "[[routes]]\nmatch_header = { Subject = \"(unclosed\" }\ndrop = true\n\n[aliases]",
+        "routes[0].match_header.Subject: not a valid expression",
+    ),
+    (
+        "[aliases]",
+        "[[routes]]\nmatch_body = \"x\"\nto = [\"someone@gmail.com\"]\n\n[aliases]",
+        "routes[0].to[0]: someone@gmail.com is not a configured recipient or alias",
+    ),
+    (
+        "[aliases]",
+        "[[routes]]\nmatch_body = \"x\"\n\n[aliases]",
+        "routes[0]: has no action",
+    ),
+    (
+        "[aliases]",
+        "[[routes]]\ndrop = true\n\n[aliases]",
+        "routes[0]: matches nothing",
+    ),
+    (
+        "[aliases]",
+        "[[routes]]\nmatch_body = \"x\"\ndrop = true\nsend = true\n\n[aliases]",
+        "routes[0].send: unknown field `send`",
+    ),
 ];
 
 #[test]

@@ -159,6 +159,23 @@ pub enum Command {
         #[arg(long)]
         prometheus: bool,
     },
+    /// Shows which route a saved message would take, and to whom.
+    ///
+    /// Applies the [[routes]] of relay.toml to FILE as the daemon would
+    /// (after aliases, first match wins) and prints the envelope's
+    /// recipients, the route that matches and its action, and whom the
+    /// message would go to. Sends nothing. The envelope's recipients are
+    /// the --to addresses, else the message's To, Cc and Bcc.
+    #[command(after_help = "Examples:
+  relayctl route /tmp/saved-alert.eml
+  relayctl route alert.eml --to ossec")]
+    Route {
+        /// A message as received (header fields, blank line, body).
+        file: PathBuf,
+        /// An envelope recipient (repeatable); default: To, Cc and Bcc.
+        #[arg(long, value_name = "ADDR")]
+        to: Vec<String>,
+    },
     /// Lists queued, deferred, held, failed and corrupt messages.
     ///
     /// Id, state, size, arrival, attempts, next try, recipient and last

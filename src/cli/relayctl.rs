@@ -55,6 +55,7 @@ pub fn run(cli: Relayctl) -> u8 {
         Command::Release { id } => control::release_command(&path, &id),
         Command::Delete { id, yes } => control::delete(&path, &id, yes),
         Command::Queue { json } => control::queue(&path, json),
+        Command::Route { file, to } => control::route_command(&path, &file, &to),
         Command::Health { json, prometheus } => control::health_command(
             &path,
             match (json, prometheus) {

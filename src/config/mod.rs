@@ -57,6 +57,9 @@ pub struct Config {
     /// `[fallback]`: a second relay, with the keys of `[relay]` and
     /// `fallback_after`.
     pub fallback: Option<Relay>,
+    /// `[[routes]]`: rules that change whom a message goes to.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
     /// The file this was read from, for error messages.
     #[serde(skip)]
     pub path: PathBuf,
@@ -135,6 +138,24 @@ pub struct HealthConfig {
     /// Who gets the warnings by mail: configured recipients or aliases.
     /// Empty: whoever `root` reaches, else every recipient.
     pub to: Vec<String>,
+}
+
+/// One `[[routes]]` entry as written (`crate::route::Rules` compiles it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// For the logs; default `routes[N]`.
+    pub name: Option<String>,
+    /// Field name → expression its value must match.
+    #[serde(default)]
+    pub match_header: BTreeMap<String, String>,
+    pub match_body: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub also: Vec<String>,
+    #[serde(default)]
+    pub drop: bool,
 }
 
 /// `[heartbeat]`: an encrypted summary every so often, so that its
@@ -521,6 +542,11 @@ impl Config {
                 bad(&key, e.to_string());
             }
         }
+        if let Err(route_problems) = crate::route::Rules::new(&self.routes, &router) {
+            for (key, message) in route_problems {
+                bad(&key, message);
+            }
+        }
         for (i, name) in self.health.to.iter().enumerate() {
             if let Err(e) = router.resolve(name) {
                 bad(&format!("health.to[{i}]"), e.to_string());
@@ -651,6 +677,17 @@ impl Config {
     }
 
     /// The router for this config's recipients and aliases.
+    /// The routes, compiled; a validated config has no problem with them.
+    pub fn rules(&self) -> Result<crate::route::Rules, ConfigError> {
+        crate::route::Rules::new(&self.routes, &self.router()).map_err(|problems| ConfigError {
+            file: self.path.clone(),
+            problems: problems
+                .into_iter()
+                .map(|(key, message)| Problem { key, message })
+                .collect(),
+        })
+    }
+
     pub fn router(&self) -> Router {
         let aliases = self
             .aliases

@@ -7,6 +7,7 @@ mod health;
 mod import;
 mod queue;
 mod release;
+mod route;
 
 pub use check::{check, check_command, key_command, key_report};
 pub use fingerprint::{fingerprint, fingerprint_report};
@@ -14,3 +15,4 @@ pub use health::{Format as HealthFormat, health_command};
 pub use import::import_securedrop;
 pub use queue::{delete, flush, mailq, parse_id, queue, queue_json, queue_table};
 pub use release::{ReleaseError, release, release_command};
+pub use route::{route, route_command};

@@ -42,6 +42,19 @@ pub fn entries(
     recipients: &[Recipient],
     message: &[u8],
 ) -> Vec<Entry> {
+    let routed = route(ctx, recipients, message);
+    entries_for(ctx, sender, &routed, message)
+}
+
+/// [`entries`] for exactly these recipients, no route applied: the
+/// daemon's own warnings and heartbeats, which a route must not redirect
+/// or drop.
+pub fn entries_for(
+    ctx: &Context,
+    sender: &str,
+    recipients: &[Recipient],
+    message: &[u8],
+) -> Vec<Entry> {
     let now = SystemTime::now();
     seal_all(ctx, recipients, message, now)
         .into_iter()
@@ -59,7 +72,8 @@ pub fn submissions(
     message: &[u8],
 ) -> Vec<Entry> {
     let now = SystemTime::now();
-    seal_all(ctx, recipients, message, now)
+    let recipients = route(ctx, recipients, message);
+    seal_all(ctx, &recipients, message, now)
         .into_iter()
         .map(|(id, to, sealing)| match sealing {
             Sealing::Sealed(sealed) => {
@@ -72,6 +86,22 @@ pub fn submissions(
             held @ Sealing::Held { .. } => render(ctx, id, sender, to, held, now),
         })
         .collect()
+}
+
+/// The recipients after `[[routes]]` (before encryption: the rules read
+/// the message). A route that applies is logged, by name and action,
+/// never with the message's content; in `sendmail`, which logs nothing,
+/// `-v` says it.
+fn route(ctx: &Context, recipients: &[Recipient], message: &[u8]) -> Vec<Recipient> {
+    if ctx.rules.is_empty() {
+        return recipients.to_vec();
+    }
+    let routed = ctx.rules.route(recipients, message);
+    if let Some((name, action)) = &routed.by {
+        let to: Vec<&str> = routed.recipients.iter().map(|r| r.0.as_str()).collect();
+        tracing::info!(route = %name, action = %action, to = ?to.join(" "), "routed");
+    }
+    routed.recipients
 }
 
 /// Takes a submission from `incoming/`, which anything with the

@@ -13,7 +13,7 @@ pub mod sendmail;
 pub mod session;
 pub mod smtp;
 
-pub use entries::{admit, entries, submissions};
+pub use entries::{admit, entries, entries_for, submissions};
 
 use crate::spool::Entry;
 

@@ -258,6 +258,8 @@ fn ehlo(ctx: &Context) -> Reply {
 /// What the server answers after the data of a message.
 pub fn data_reply(result: &Result<Vec<String>, DataFailure>) -> Reply {
     match result {
+        // Every recipient dropped by a route: taken, and nothing to send.
+        Ok(ids) if ids.is_empty() => Reply::new(250, "2.0.0 Ok: discarded by a route"),
         Ok(ids) => Reply::new(250, format!("2.0.0 Ok: queued as {}", ids.join(" "))),
         Err(DataFailure::TooBig(max)) => Reply::new(
             552,

@@ -170,6 +170,9 @@ pub fn accept(config: crate::config::Config, args: &Args) -> Result<(), Failure>
         for e in &entries {
             eprintln!("queued as {} for {}", e.id, e.recipient);
         }
+        if entries.is_empty() {
+            eprintln!("discarded by a route: nothing queued (relayctl route FILE shows which)");
+        }
     }
     Ok(())
 }

@@ -8,8 +8,12 @@
 //! to mail arbitrary addresses, and no mail is ever sent unencrypted to a
 //! recipient without a key.
 
+mod rules;
+
 use std::collections::BTreeMap;
 use std::fmt;
+
+pub use rules::{Action, Routed, Rules};
 
 /// An addr-spec (`local@domain`) as configured or received. Comparison is
 /// case-insensitive, as every real mail system treats it.
