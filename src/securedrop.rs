@@ -9,7 +9,7 @@
 //! | `sasl_password` | the password file (0600), never relay.toml |
 //! | `smtp_relay_fingerprint` | `relay.fingerprints` (SHA-1, as SecureDrop's openssl pipeline prints it) |
 //! | `ossec_alert_email`, `ossec_alert_gpg_public_key`, `ossec_gpg_fpr` | the first `[[recipients]]`, aliases `root` and `ossec` |
-//! | `journalist_alert_email`, `journalist_alert_gpg_public_key`, `journalist_gpg_fpr` | a second `[[recipients]]`, alias `journalist` (when all three are set) |
+//! | `journalist_alert_email`, `journalist_alert_gpg_public_key`, `journalist_gpg_fpr` | a second `[[recipients]]`, alias `journalist`, and the `[[routes]]` entry that turns OSSEC's daily submissions alert into the journalist's notification (when all three are set) |
 //!
 //! The file is YAML, but SecureDrop's is flat: `key: value` lines with
 //! plain or quoted scalars. That is what is read here, without a YAML
@@ -467,6 +467,23 @@ fn render(
         }
     }
     out.push_str(&aliases);
+    // procmail's recipe: the daily submissions alert to the journalist's
+    // notification, everything else to the admin.
+    if recipients.iter().any(|r| r.aliases.contains(&"journalist")) {
+        out.push_str(&format!(
+            "
+# What SecureDrop's .procmailrc did: OSSEC's daily submissions alert
+             # (rule 400600) becomes the journalist's notification, once a day;
+             # every other alert goes to the admin.
+             [[routes]]
+name = \"securedrop-submissions\"
+match_body = {}
+             action = \"securedrop-journalist\"
+to = [\"journalist\"]
+",
+            toml_string(&regex::escape(crate::route::journalist::MARKER))
+        ));
+    }
     out
 }
 

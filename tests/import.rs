@@ -406,3 +406,73 @@ fn the_example_config_the_package_ships_is_replaced_without_force() {
         edited
     );
 }
+
+#[test]
+fn the_imported_server_notifies_the_journalist_and_gives_the_admin_the_rest() {
+    let relay = Relay::start(&[]);
+    let sd = securedrop_dir(relay.port, "");
+    let out = tempfile::tempdir().unwrap();
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    let config_path = out.path().join("relay.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    assert!(
+        config.contains("action = \"securedrop-journalist\""),
+        "{config}"
+    );
+    // The imported file, run on loopback with a spool of the test's own.
+    std::fs::write(
+        &config_path,
+        format!(
+            "{config}\n[listen]\naddresses = [\"127.0.0.1:0\"]\n\n[queue]\ndir = \"{}\"\n",
+            out.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let daemon = common::Daemon::start(&config_path, &out.path().join("daemon.log"));
+    let daily = b"Subject: OSSEC Notification - mon - Alert level 1\r\n\r\n\
+Rule: 400600 fired (level 1) -> \"Daily submissions\"\r\n\
+ossec: output: 'head -1 /var/lib/securedrop/submissions_today.txt':\r\n4\r\n";
+    daemon.connect().send_message("ossec", daily);
+    daemon.connect().send_message(
+        "ossec",
+        b"Subject: OSSEC Notification - disk\r\n\r\nMARKER-REST\r\n",
+    );
+    let got = relay.wait_messages(2);
+    let journalist = common::Gpg::with_keys(&["journalist"]);
+    let admin = common::Gpg::with_keys(&["alerts"]);
+    let mut to_journalist = Vec::new();
+    let mut to_admin = Vec::new();
+    for m in &got {
+        let j = journalist.try_decrypt(m);
+        if j.status.success() {
+            to_journalist.push(String::from_utf8_lossy(&j.stdout).into_owned());
+        } else {
+            to_admin.push(String::from_utf8_lossy(&admin.decrypt(m)).into_owned());
+        }
+    }
+    assert_eq!(to_journalist.len(), 1, "{to_journalist:?}");
+    assert!(to_journalist[0].contains("There has been submission activity in the past 24 hours."));
+    assert_eq!(to_admin.len(), 1, "{to_admin:?}");
+    assert!(to_admin[0].contains("MARKER-REST"));
+    assert!(!to_admin[0].contains("Rule: 400600"));
+}
+
+#[test]
+fn without_journalist_variables_no_route_is_written() {
+    let relay = Relay::start(&[]);
+    let sd = securedrop_dir(relay.port, "");
+    let site = sd.path().join("site-specific");
+    let text: String = std::fs::read_to_string(&site)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("journalist_"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&site, text).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    let config = std::fs::read_to_string(out.path().join("relay.toml")).unwrap();
+    assert!(!config.contains("[[routes]]"), "{config}");
+}

@@ -177,3 +177,178 @@ fn relayctl_route_says_where_a_saved_message_goes() {
     assert_eq!(code, 64, "{text}");
     assert!(text.contains("--to ADDR"), "{text}");
 }
+
+/// The standard config with SecureDrop's route, the journalist notified.
+fn securedrop(relay: &Relay, to: &str) -> Setup {
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    setup.write_config(&format!(
+        "{config}\n[[routes]]\nname = \"submissions\"\n\
+         match_body = \"ossec: output: 'head -1 /var/lib/securedrop/submissions_today.txt'\"\n\
+         action = \"securedrop-journalist\"\n{to}\n"
+    ));
+    setup
+}
+
+/// A rule-400600 alert whose line after the marker is `count`.
+fn daily(count: &str) -> Vec<u8> {
+    format!(
+        "Subject: OSSEC Notification - mon - Alert level 1\r\n\r\n\
+         OSSEC HIDS Notification.\r\n2026 Nov 29 04:00:00\r\n\r\n\
+         Received From: mon->head -1 /var/lib/securedrop/submissions_today.txt\r\n\
+         Rule: 400600 fired (level 1) -> \"Daily submissions\"\r\nPortion of the log(s):\r\n\r\n\
+         ossec: output: 'head -1 /var/lib/securedrop/submissions_today.txt':\r\n{count}\r\n\r\n\
+         --END OF NOTIFICATION\r\n"
+    )
+    .into_bytes()
+}
+
+fn decrypt_all(relay: &Relay, key: &str) -> Vec<String> {
+    let gpg = Gpg::with_keys(&[key]);
+    relay
+        .messages()
+        .iter()
+        .filter_map(|m| {
+            let out = gpg.try_decrypt(m);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_journalist_hears_of_submissions_once_a_day_in_messages_of_one_size() {
+    let relay = Relay::start(&[]);
+    let setup = securedrop(&relay, "to = [\"journalist@example.org\"]");
+    let mut daemon = setup.start();
+    daemon.connect().send_message("ossec", &daily("3"));
+    let got = relay.wait_messages(1);
+    let journalist = decrypt_all(&relay, "journalist");
+    assert_eq!(journalist.len(), 1);
+    assert!(
+        journalist[0].contains("Subject: Submissions in the past 24h"),
+        "{}",
+        journalist[0]
+    );
+    assert!(
+        journalist[0].contains("There has been submission activity in the past 24 hours."),
+        "{}",
+        journalist[0]
+    );
+    assert!(
+        !journalist[0].contains("Rule: 400600"),
+        "the alert itself is not sent"
+    );
+    assert!(
+        decrypt_all(&relay, "alerts").is_empty(),
+        "the admin gets nothing"
+    );
+    // Encrypted to the journalist's key alone, and not compressed.
+    let packets = Gpg::with_keys(&["journalist"]).list_packets(&got[0]);
+    assert!(!packets.contains("compressed packet"), "{packets}");
+    assert_eq!(
+        packets.matches(":pubkey enc packet:").count(),
+        1,
+        "{packets}"
+    );
+
+    // Within 1410 minutes: suppressed, across a restart too.
+    daemon.connect().send_message("ossec", &daily("0"));
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_exit();
+    let daemon = setup.start();
+    daemon.connect().send_message("ossec", &daily("5"));
+    daemon.wait_log("journalist notification suppressed");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(relay.messages().len(), 1);
+
+    // 1411 minutes later: the "no activity" text, of the same size.
+    let earlier = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1411 * 60;
+    std::fs::write(
+        setup.spool().join("journalist.stamp"),
+        format!("{earlier}\n"),
+    )
+    .unwrap();
+    daemon.connect().send_message("ossec", &daily("0"));
+    let got = relay.wait_messages(2);
+    let journalist = decrypt_all(&relay, "journalist");
+    assert!(
+        journalist[1].contains("There has been no submission activity in the past 24 hours."),
+        "{}",
+        journalist[1]
+    );
+    assert_eq!(journalist[0].len(), journalist[1].len());
+    assert_eq!(
+        common::armored_block(&got[0]).len(),
+        common::armored_block(&got[1]).len()
+    );
+    assert_eq!(got[0].len(), got[1].len(), "every header of one length too");
+    assert!(
+        !daemon.log().contains("There has been"),
+        "no content in the log"
+    );
+}
+
+#[test]
+fn a_daily_alert_without_a_count_goes_to_the_admin_as_an_error_and_others_as_before() {
+    let relay = Relay::start(&[]);
+    let setup = securedrop(&relay, "to = [\"journalist@example.org\"]");
+    let daemon = setup.start();
+    daemon.connect().send_message("ossec", &daily("three"));
+    daemon.connect().send_message("root", ORDINARY);
+    relay.wait_messages(2);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(relay.messages().len(), 2);
+    assert!(decrypt_all(&relay, "journalist").is_empty());
+    let admin = decrypt_all(&relay, "alerts");
+    let error = admin
+        .iter()
+        .find(|p| p.contains("Subject: SecureDrop Submissions Error"))
+        .expect("the error report");
+    assert!(
+        error.contains("Rule: 400600 fired"),
+        "the alert itself: {error}"
+    );
+    assert!(error.contains("\nthree"), "{error}");
+    assert!(admin.iter().any(|p| p.contains("MARKER-ORDINARY")));
+    assert!(!setup.spool().join("journalist.stamp").exists());
+
+    // relayctl route says what each would do.
+    for (count, want) in [
+        ("three", "to: alerts@example.org: no count after the marker"),
+        (
+            "3",
+            "to: journalist@example.org: \"Submissions in the past 24h\" (activity)",
+        ),
+        ("0", "(no activity)"),
+    ] {
+        let file = setup.path("daily.eml");
+        std::fs::write(&file, daily(count)).unwrap();
+        let out = setup.relayctl(&["route", file.to_str().unwrap(), "--to", "ossec"]);
+        let (code, text) = common::code_and_text(&out);
+        assert_eq!(code, 0, "{text}");
+        assert!(
+            text.contains("route: submissions (securedrop-journalist)"),
+            "{text}"
+        );
+        assert!(text.contains(want), "{want} not in {text}");
+    }
+}
+
+#[test]
+fn without_a_journalist_the_notification_is_not_sent_and_the_log_says_so() {
+    let relay = Relay::start(&[]);
+    let setup = securedrop(&relay, "");
+    let daemon = setup.start();
+    let reply = daemon.connect().send_message("ossec", &daily("2"));
+    assert!(reply.contains("250"), "{reply}");
+    daemon.wait_log("no journalist is configured");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(relay.messages().is_empty());
+}

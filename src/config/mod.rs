@@ -156,6 +156,9 @@ pub struct RouteConfig {
     pub also: Vec<String>,
     #[serde(default)]
     pub drop: bool,
+    /// A built-in action: `"securedrop-journalist"` (with `to` naming
+    /// the journalist).
+    pub action: Option<String>,
 }
 
 /// `[heartbeat]`: an encrypted summary every so often, so that its

@@ -73,10 +73,28 @@ pub fn route(path: &Path, file: &Path, to: &[String]) -> Result<String, Failure>
         None => out.push_str("route: none matches: it goes to the envelope's recipients\n"),
         Some((name, action)) => out.push_str(&format!("route: {name} ({action})\n")),
     }
-    if routed.recipients.is_empty() {
-        out.push_str("to: nobody: the message is discarded (and the daemon logs it)\n");
-    } else {
-        out.push_str(&format!("to: {}\n", list(&routed.recipients)));
+    use crate::route::journalist::{self, Count};
+    match (&routed.journalist, journalist::count(&message)) {
+        (Some(_), Count::Malformed) => out.push_str(&format!(
+            "to: {}: no count after the marker, so the alert goes to the admin as \"{}\"\n",
+            list(&config.admins()),
+            journalist::ERROR_SUBJECT
+        )),
+        (Some(j), Count::Submissions(_)) if j.is_empty() => out.push_str(
+            "to: nobody: no journalist is configured (the route has no to); the daemon logs it\n",
+        ),
+        (Some(j), Count::Submissions(n)) => out.push_str(&format!(
+            "to: {}: \"{}\" ({}), unless one went out in the last 1410 minutes; \
+             only for mail the daemon receives over SMTP (sendmail's goes to the envelope's \
+             recipients)\n",
+            list(j),
+            journalist::SUBJECT,
+            if n > 0 { "activity" } else { "no activity" }
+        )),
+        (None, _) if routed.recipients.is_empty() => {
+            out.push_str("to: nobody: the message is discarded (and the daemon logs it)\n")
+        }
+        (None, _) => out.push_str(&format!("to: {}\n", list(&routed.recipients))),
     }
     Ok(out)
 }

@@ -209,7 +209,19 @@ fn rfc822_date(now: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    mail_builder::headers::date::Date::new(i64::try_from(secs).unwrap_or(0)).to_rfc822()
+    let date = mail_builder::headers::date::Date::new(i64::try_from(secs).unwrap_or(0)).to_rfc822();
+    zero_pad_day(&date)
+}
+
+/// "Sun, 1 Nov 2026 ..." as "Sun, 01 Nov 2026 ...": one length on every
+/// day of the month (RFC 5322 allows both), so that the Date field does
+/// not make messages that must be of one size (SecureDrop's journalist
+/// notification, the heartbeat) differ by a byte.
+fn zero_pad_day(date: &str) -> String {
+    match date.split_once(", ") {
+        Some((weekday, rest)) if rest.find(' ') == Some(1) => format!("{weekday}, 0{rest}"),
+        _ => date.to_string(),
+    }
 }
 
 /// The plaintext that `write` writes (about `size` bytes), encrypted to
@@ -273,4 +285,20 @@ fn encrypt_armored(
         writer.finalize().map_err(failed)?;
     }
     Ok(sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_date_has_one_length_on_every_day_of_the_month() {
+        let day =
+            |secs: u64| rfc822_date(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        // 2026-11-02 and 2026-11-30.
+        let early = day(1_793_577_600);
+        let late = day(1_795_996_800);
+        assert_eq!(early, "Mon, 02 Nov 2026 00:00:00 +0000");
+        assert_eq!(late, "Mon, 30 Nov 2026 00:00:00 +0000");
+    }
 }

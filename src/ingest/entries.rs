@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use crate::config::KeyFailurePolicy;
 use crate::context::Context;
 use crate::encrypt::{CannotEncrypt, RecipientKey, Sealed};
-use crate::route::{Address, Recipient};
+use crate::route::{Address, Recipient, Routed};
 use crate::spool::{Entry, Kind, QueueId};
 
 /// The longest envelope sender or note taken from a submission.
@@ -31,24 +31,13 @@ enum Sealing {
     },
 }
 
-/// The spool entries for one received message, as the daemon stores
-/// them: per recipient, the message encrypted to that recipient's key
-/// alone; or, when the key cannot encrypt, a notice with no alert
-/// content plus (unless `on_key_failure = "drop"`) the original as a
-/// held entry, encrypted to the hold key.
-pub fn entries(
-    ctx: &Context,
-    sender: &str,
-    recipients: &[Recipient],
-    message: &[u8],
-) -> Vec<Entry> {
-    let routed = route(ctx, recipients, message);
-    entries_for(ctx, sender, &routed, message)
-}
-
-/// [`entries`] for exactly these recipients, no route applied: the
-/// daemon's own warnings and heartbeats, which a route must not redirect
-/// or drop.
+/// The spool entries for one message, as the daemon stores them, for
+/// exactly these recipients (the routes, [`route`], come first): per
+/// recipient, the message encrypted to that recipient's key alone; or,
+/// when the key cannot encrypt, a notice with no alert content plus
+/// (unless `on_key_failure = "drop"`) the original as a held entry,
+/// encrypted to the hold key. The daemon's own warnings and heartbeats
+/// come here without a route: none may redirect or drop them.
 pub fn entries_for(
     ctx: &Context,
     sender: &str,
@@ -72,7 +61,10 @@ pub fn submissions(
     message: &[u8],
 ) -> Vec<Entry> {
     let now = SystemTime::now();
-    let recipients = route(ctx, recipients, message);
+    // SecureDrop's journalist notification needs the daemon's stamp: a
+    // message it would take goes to its envelope's recipients (the
+    // admin), as procmail's fallback did.
+    let recipients = route(ctx, recipients, message).recipients;
     seal_all(ctx, &recipients, message, now)
         .into_iter()
         .map(|(id, to, sealing)| match sealing {
@@ -92,16 +84,19 @@ pub fn submissions(
 /// the message). A route that applies is logged, by name and action,
 /// never with the message's content; in `sendmail`, which logs nothing,
 /// `-v` says it.
-fn route(ctx: &Context, recipients: &[Recipient], message: &[u8]) -> Vec<Recipient> {
-    if ctx.rules.is_empty() {
-        return recipients.to_vec();
-    }
+pub fn route(ctx: &Context, recipients: &[Recipient], message: &[u8]) -> Routed {
     let routed = ctx.rules.route(recipients, message);
     if let Some((name, action)) = &routed.by {
-        let to: Vec<&str> = routed.recipients.iter().map(|r| r.0.as_str()).collect();
+        let to: Vec<&str> = routed
+            .journalist
+            .as_ref()
+            .unwrap_or(&routed.recipients)
+            .iter()
+            .map(|r| r.0.as_str())
+            .collect();
         tracing::info!(route = %name, action = %action, to = ?to.join(" "), "routed");
     }
-    routed.recipients
+    routed
 }
 
 /// Takes a submission from `incoming/`, which anything with the

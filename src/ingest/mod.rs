@@ -9,11 +9,12 @@
 
 pub mod data;
 mod entries;
+pub mod journalist;
 pub mod sendmail;
 pub mod session;
 pub mod smtp;
 
-pub use entries::{admit, entries, entries_for, submissions};
+pub use entries::{admit, entries_for, route, submissions};
 
 use crate::spool::Entry;
 

@@ -144,10 +144,27 @@ impl Sink {
     ) -> Result<Vec<Entry>, SpoolError> {
         match self {
             Sink::Queue(spool, arrivals) => {
-                let entries = super::entries(ctx, sender, recipients, body);
-                spool.commit(&entries)?;
-                arrivals.queued(&entries);
-                Ok(entries)
+                let routed = super::route(ctx, recipients, body);
+                let now = std::time::SystemTime::now();
+                let plan = match &routed.journalist {
+                    Some(journalists) => {
+                        super::journalist::plan(ctx, spool, sender, journalists, body, now)
+                    }
+                    None => super::journalist::Plan {
+                        entries: super::entries_for(ctx, sender, &routed.recipients, body),
+                        stamp: false,
+                    },
+                };
+                spool.commit(&plan.entries)?;
+                arrivals.queued(&plan.entries);
+                // Once queued: a notification whose stamp is lost is sent
+                // again the next day, never lost.
+                if plan.stamp
+                    && let Err(e) = super::journalist::stamp(spool, now)
+                {
+                    tracing::error!("cannot record the journalist notification's stamp: {e}");
+                }
+                Ok(plan.entries)
             }
             Sink::Incoming(dropbox) => {
                 let entries = super::submissions(ctx, sender, recipients, body);

@@ -8,6 +8,7 @@
 //! to mail arbitrary addresses, and no mail is ever sent unencrypted to a
 //! recipient without a key.
 
+pub mod journalist;
 mod rules;
 
 use std::collections::BTreeMap;

@@ -39,6 +39,10 @@ pub enum Action {
     Also(Vec<Recipient>),
     /// Nothing is sent.
     Drop,
+    /// SecureDrop's daily submissions notification to these (the
+    /// journalist; none when no journalist is configured):
+    /// `crate::route::journalist`.
+    Journalist(Vec<Recipient>),
 }
 
 impl Action {
@@ -47,6 +51,7 @@ impl Action {
             Action::To(_) => "to",
             Action::Also(_) => "also",
             Action::Drop => "drop",
+            Action::Journalist(_) => "securedrop-journalist",
         }
     }
 }
@@ -70,15 +75,21 @@ pub struct Rules {
 /// Where a message goes after the routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
-    /// Whom it goes to; empty when dropped.
+    /// Whom it goes to; empty when dropped. For the journalist action,
+    /// the envelope's recipients (the admin: where a malformed alert goes).
     pub recipients: Vec<Recipient>,
     /// The route that matched: its name and action.
     pub by: Option<(String, &'static str)>,
+    /// The journalist action matched: the journalist(s) to notify.
+    pub journalist: Option<Vec<Recipient>>,
 }
 
 /// One problem with a `[[routes]]` entry: the dotted key and what is
 /// wrong.
 pub type RouteProblem = (String, String);
+
+/// Resolves a route's target list (`to` or `also`), noting each problem.
+type Targets<'a> = dyn Fn(&str, &[String], &mut Vec<RouteProblem>) -> Vec<Recipient> + 'a;
 
 impl Rules {
     /// Compiles the routes of a config, resolving their targets with
@@ -133,27 +144,27 @@ impl Rules {
                 }
                 out
             };
-            let chosen = [!r.to.is_empty(), !r.also.is_empty(), r.drop]
-                .iter()
-                .filter(|b| **b)
-                .count();
-            let action = match chosen {
-                1 if !r.to.is_empty() => Some(Action::To(targets("to", &r.to, &mut problems))),
-                1 if !r.also.is_empty() => {
-                    Some(Action::Also(targets("also", &r.also, &mut problems)))
+            let action = match r.action.as_deref() {
+                None => plain_action(i, r, &mut problems, &targets),
+                // `to` names the journalist; none: not configured (logged).
+                Some("securedrop-journalist") if r.also.is_empty() && !r.drop => {
+                    Some(Action::Journalist(targets("to", &r.to, &mut problems)))
                 }
-                1 => Some(Action::Drop),
-                0 => {
+                Some("securedrop-journalist") => {
                     problems.push((
                         format!("routes[{i}]"),
-                        "has no action: give to = [...], also = [...] or drop = true".into(),
+                        "action = \"securedrop-journalist\" takes to = [the journalist], \
+                         not also or drop"
+                            .into(),
                     ));
                     None
                 }
-                _ => {
+                Some(other) => {
                     problems.push((
-                        format!("routes[{i}]"),
-                        "has more than one action: give one of to, also and drop".into(),
+                        key("action"),
+                        format!(
+                            "{other:?} is not an action; the one there is: \"securedrop-journalist\""
+                        ),
                     ));
                     None
                 }
@@ -180,6 +191,7 @@ impl Rules {
             return Routed {
                 recipients: recipients.to_vec(),
                 by: None,
+                journalist: None,
             };
         };
         let recipients = match &rule.action {
@@ -190,15 +202,56 @@ impl Rules {
                 all
             }
             Action::Drop => Vec::new(),
+            Action::Journalist(_) => recipients.to_vec(),
+        };
+        let journalist = match &rule.action {
+            Action::Journalist(to) => Some(to.clone()),
+            _ => None,
         };
         Routed {
             recipients,
             by: Some((rule.name.clone(), rule.action.as_str())),
+            journalist,
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+}
+
+/// The action of a route without `action`: exactly one of `to`, `also`
+/// and `drop`.
+fn plain_action(
+    i: usize,
+    r: &RouteConfig,
+    problems: &mut Vec<RouteProblem>,
+    targets: &Targets<'_>,
+) -> Option<Action> {
+    let chosen = [!r.to.is_empty(), !r.also.is_empty(), r.drop]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    match chosen {
+        1 if !r.to.is_empty() => Some(Action::To(targets("to", &r.to, problems))),
+        1 if !r.also.is_empty() => Some(Action::Also(targets("also", &r.also, problems))),
+        1 => Some(Action::Drop),
+        0 => {
+            problems.push((
+                format!("routes[{i}]"),
+                "has no action: give to = [...], also = [...], drop = true or \
+                 action = \"securedrop-journalist\""
+                    .into(),
+            ));
+            None
+        }
+        _ => {
+            problems.push((
+                format!("routes[{i}]"),
+                "has more than one action: give one of to, also and drop".into(),
+            ));
+            None
+        }
     }
 }
 
