@@ -423,6 +423,10 @@ impl Watch {
                 }
             }
             if heartbeat::due(&ctx, &record, now) {
+                // The warnings just queued count in this heartbeat.
+                let (queued, held) = arrivals.counted();
+                health.accepted(queued, held);
+                let record = health.record();
                 let to: Vec<_> = ctx
                     .config
                     .heartbeat_to()
