@@ -148,7 +148,7 @@ pub enum Command {
     #[command(after_help = "Examples:
   relayctl health
   relayctl health --json | jq .problems
-  relayctl health --prometheus > alert-relay.prom.tmp && mv alert-relay.prom.tmp alert-relay.prom")]
+  relayctl health --prometheus > alert-relay.prom.tmp; mv alert-relay.prom.tmp alert-relay.prom")]
     Health {
         /// One JSON object: status, exit, daemon, queue, last_success,
         /// failure, relay_certificate, totals, keys, free_bytes, problems.

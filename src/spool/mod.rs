@@ -473,7 +473,15 @@ impl Spool {
         let mut partial = 0;
         for (name, path) in list_dir(&self.dir("tmp"))? {
             fs::remove_file(&path).map_err(|e| SpoolError::io("remove", &path, e))?;
-            if !name.starts_with("spare.") {
+            // An entry's (`.ID.tmp`): an alert whose sender was never told
+            // 250. Spares, and the daemon's own small files
+            // (`.health.json.tmp`), are no news.
+            let entry = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".tmp"))
+                .and_then(QueueId::parse)
+                .is_some();
+            if entry {
                 partial += 1;
             }
         }
@@ -1125,8 +1133,12 @@ mod tests {
         assert_eq!(mode(&root.join("queue")), 0o700);
         let _lock = spool.lock().unwrap();
         assert!(matches!(spool.lock(), Err(SpoolError::Locked { .. })));
-        fs::write(root.join("tmp/.half.tmp"), b"half").unwrap();
+        // An entry's partial write counts; the daemon's own small file
+        // (cut short by a crash) is removed without a word.
+        fs::write(root.join("tmp/.0005F3A1B2C3D00ABCD00001.tmp"), b"half").unwrap();
+        fs::write(root.join("tmp/.health.json.tmp"), b"{").unwrap();
         assert_eq!(spool.clean_tmp().unwrap(), 1);
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
         assert!(spool.list().unwrap().is_empty());
     }
 
