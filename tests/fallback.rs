@@ -14,18 +14,26 @@ use common::{Gpg, Relay, Setup};
 /// [relay] lines) and whose fallback is `fallback`, taking over after
 /// 2 s; retries every second.
 fn with_fallback(primary: u16, extra: &str, fallback: &Relay) -> Setup {
+    with_fallback_checked(primary, extra, fallback, None)
+}
+
+/// The same, the fallback checked by `pins` instead of the test CA.
+fn with_fallback_checked(primary: u16, extra: &str, fallback: &Relay, pins: Option<&str>) -> Setup {
     let setup = Setup::new();
     setup.use_relay(primary, extra);
     let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/ca.pem");
+    let check = match pins {
+        Some(p) => format!("fingerprints = [\"{p}\"]"),
+        None => format!("ca_file = \"{}\"", ca.display()),
+    };
     let config = std::fs::read_to_string(setup.config_path())
         .unwrap()
         .replace("retry = [\"1h\"]", "retry = [\"1s\"]");
     setup.write_config(&format!(
-        "{config}\n[fallback]\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{}\"\n\
+        "{config}\n[fallback]\nhost = \"127.0.0.1\"\nport = {}\n{check}\n\
          username = \"ossec\"\ndomain = \"example.net\"\npassword_file = \"{}\"\n\
          timeout = \"5s\"\nfallback_after = \"2s\"\n",
         fallback.port,
-        ca.display(),
         setup.path("sasl_password").display()
     ));
     setup
@@ -262,5 +270,34 @@ fn an_alert_the_primary_may_have_is_not_sent_again_through_the_fallback() {
         fallback.messages().is_empty(),
         "sent twice through the fallback: {}",
         daemon.log()
+    );
+}
+
+#[test]
+fn a_fallback_certificate_pinned_by_digest_that_expires_soon_is_a_warning_too() {
+    // The fallback presents a certificate valid 10 more days, pinned by
+    // its digest; the primary is down, so the fallback gets used.
+    let dir = tempfile::tempdir().unwrap();
+    let cert = common::short_lived_cert(dir.path(), 10);
+    let cert_name = cert.to_str().unwrap();
+    let fallback = Relay::start(&["--cert", cert_name]);
+    let digest = common::openssl_fingerprint(cert_name, "sha256");
+    let setup = with_fallback_checked(common::free_port(), "", &fallback, Some(&digest));
+    let _daemon = setup.start();
+    send(&setup, "MARKER-PINNED");
+    fallback.wait_messages(2);
+    let spki = common::openssl_spki_pin(cert_name);
+    wait(
+        "the fallback's certificate warning",
+        Duration::from_secs(12),
+        || {
+            let json = health_json(&setup);
+            json["fallback_certificate"]["check"] == "certificate-pin"
+                && json["problems"].as_array().unwrap().iter().any(|p| {
+                    p["condition"] == "fallback-certificate"
+                        && p["fix"].as_str().unwrap().contains(&spki)
+                        && p["fix"].as_str().unwrap().contains("fallback.fingerprints")
+                })
+        },
     );
 }

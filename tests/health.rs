@@ -292,41 +292,12 @@ fn a_pin_mismatch_and_a_refused_login_are_critical_at_once_with_their_fixes() {
 /// path.
 fn pinned_to_a_short_lived_cert() -> (Setup, Relay, String) {
     let setup = Setup::new();
-    let cert = short_lived_cert(setup.path("").as_path(), 10);
+    let cert = common::short_lived_cert(setup.path("").as_path(), 10);
     let cert_name = cert.to_str().unwrap().to_string();
     let relay = Relay::start(&["--cert", &cert_name]);
     let digest = common::openssl_fingerprint(&cert_name, "sha256");
     setup.use_relay(relay.port, &format!("fingerprints = [\"{digest}\"]\n"));
     (setup, relay, cert_name)
-}
-
-/// A self-signed certificate for localhost valid `days` more days, made
-/// with openssl in `dir` (its key beside it, as short.key).
-fn short_lived_cert(dir: &Path, days: u32) -> std::path::PathBuf {
-    common::prereq::openssl();
-    let cert = dir.join("short.pem");
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-days",
-            &days.to_string(),
-            "-keyout",
-        ])
-        .arg(dir.join("short.key"))
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    cert
 }
 
 #[test]
@@ -348,7 +319,7 @@ fn a_relay_certificate_pinned_by_digest_that_expires_soon_warns_with_its_spki_pi
     let samples = prometheus_samples(&setup);
     let left = sample(
         &samples,
-        "alert_relay_relay_certificate_expiry_seconds{check=certificate-pin}",
+        "alert_relay_relay_certificate_expiry_seconds{check=certificate-pin,relay=primary}",
     );
     assert!(
         (9.0 * 86400.0..=10.0 * 86400.0).contains(&left),

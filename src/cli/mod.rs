@@ -151,7 +151,8 @@ pub enum Command {
   relayctl health --prometheus > alert-relay.prom.tmp; mv alert-relay.prom.tmp alert-relay.prom")]
     Health {
         /// One JSON object: status, exit, daemon, queue, last_success,
-        /// failure, relay_certificate, totals, keys, free_bytes, problems.
+        /// failure, relay_certificate, fallback_certificate, totals, keys,
+        /// free_bytes, problems.
         #[arg(long, conflicts_with = "prometheus")]
         json: bool,
         /// Prometheus' text exposition format, for node_exporter's

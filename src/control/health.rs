@@ -148,9 +148,13 @@ pub fn text(s: &Snapshot, problems: &[Problem], grade: Grade) -> String {
                 ),
             },
         );
-        if let Some(c) = &r.relay_cert {
+        for (name, cert) in [
+            ("relay cert", &r.relay_cert),
+            ("fallback cert", &r.fallback_cert),
+        ] {
+            let Some(c) = cert else { continue };
             row(
-                "relay cert",
+                name,
                 format!(
                     "{} {}, expires {}, {}",
                     c.relay,
@@ -260,6 +264,7 @@ pub fn json(s: &Snapshot, problems: &[Problem], grade: Grade) -> serde_json::Val
         "last_success": epoch(record.and_then(|r| r.last_success)),
         "failure": record.and_then(|r| r.failure.as_ref()),
         "relay_certificate": record.and_then(|r| r.relay_cert.as_ref()),
+        "fallback_certificate": record.and_then(|r| r.fallback_cert.as_ref()),
         "totals": record.map(|r| r.totals),
         "keys": s.keys.iter().map(|k| json!({
             "recipient": k.recipient,
@@ -367,19 +372,25 @@ pub fn prometheus(s: &Snapshot, grade: Grade) -> String {
             "When the current delivery failure began, by class (absent when none).",
             &failing,
         );
-        if let Some(not_after) = r.relay_cert.as_ref().and_then(|c| c.not_after) {
-            let check = r.relay_cert.as_ref().map_or("", |c| c.check.as_str());
-            let labels = format!("{{check=\"{check}\"}}");
-            out += &metric(
-                "alert_relay_relay_certificate_expiry_seconds",
-                "gauge",
-                "Seconds until the relay's certificate expires (negative: expired).",
-                &[(
-                    &labels,
-                    not_after as f64 - crate::health::secs(s.now) as f64,
-                )],
-            );
-        }
+        let expiries: Vec<(String, f64)> = [
+            ("primary", r.relay_cert.as_ref()),
+            ("fallback", r.fallback_cert.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(relay, cert)| {
+            let cert = cert?;
+            let left = cert.not_after? as f64 - crate::health::secs(s.now) as f64;
+            let labels = format!("{{relay=\"{relay}\",check=\"{}\"}}", cert.check.as_str());
+            Some((labels, left))
+        })
+        .collect();
+        let expiries: Vec<(&str, f64)> = expiries.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        out += &metric(
+            "alert_relay_relay_certificate_expiry_seconds",
+            "gauge",
+            "Seconds until each relay's certificate expires (negative: expired).",
+            &expiries,
+        );
         let t = r.totals;
         out += &metric(
             "alert_relay_deliveries_total",

@@ -109,7 +109,8 @@ impl Route {
             (Err(e), _) | (Ok(_), Some(e)) => (NO_TLS, Err(Unsent::Deferred(e.clone())), false),
             (Ok(s), None) => {
                 let envelope = (self.sender.as_str(), to);
-                match transact(&mut self.conn, s, envelope, payload, removals, health).await {
+                let record = health.map(|h| (h, self.via));
+                match transact(&mut self.conn, s, envelope, payload, removals, record).await {
                     Err(e) => {
                         *down = Some(e.clone());
                         (NO_TLS, Err(Unsent::Deferred(e)), false)
@@ -143,7 +144,7 @@ async fn transact(
     (from, to): (&str, &str),
     payload: &[u8],
     removals: &mut Removals,
-    health: Option<&Health>,
+    health: Option<(&Health, Via)>,
 ) -> Result<(&'static str, Result<Reply, DeliverError>), DeliverError> {
     loop {
         let fresh = conn.is_none();
@@ -170,14 +171,14 @@ async fn transact(
 async fn open_if_needed<'c>(
     conn: &'c mut Option<Kept>,
     settings: &Settings,
-    health: Option<&Health>,
+    health: Option<(&Health, Via)>,
 ) -> Result<&'c mut Kept, DeliverError> {
     let kept = match conn.take() {
         Some(kept) => kept,
         None => {
             let opened = Connection::open(settings).await?;
-            if let (Some(health), Some((cert, check))) = (health, &opened.certificate) {
-                health.relay_cert(cert.for_health(&settings.relay(), *check));
+            if let (Some((health, via)), Some((cert, check))) = (health, &opened.certificate) {
+                health.relay_cert(via, cert.for_health(&settings.relay(), *check));
             }
             Kept {
                 conn: opened,

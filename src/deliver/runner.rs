@@ -406,7 +406,13 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
                     tell_fallback(ctx, fallback, &mut fallback_down, &mut removals, health).await;
                 }
                 let (tls, result) = fallback
-                    .attempt(&mut fallback_down, to, &entry.payload, &mut removals, None)
+                    .attempt(
+                        &mut fallback_down,
+                        to,
+                        &entry.payload,
+                        &mut removals,
+                        Some(health),
+                    )
                     .await;
                 match result {
                     Ok(reply) => {
@@ -483,7 +489,7 @@ async fn tell_fallback(
             }
         };
         let (_, result) = fallback
-            .attempt(down, admin.0.as_str(), &payload, removals, None)
+            .attempt(down, admin.0.as_str(), &payload, removals, Some(health))
             .await;
         match result {
             Ok(_) => {

@@ -53,6 +53,7 @@ impl Grade {
 pub struct Problem {
     pub grade: Grade,
     /// A stable name for the condition (`relay-certificate`,
+    /// `fallback-certificate`,
     /// `key:FINGERPRINT`, ...): what a warning is sent once a day for.
     pub condition: String,
     pub what: String,
@@ -361,17 +362,33 @@ pub fn assess(s: &Snapshot, limits: &HealthConfig, max_message: u64) -> Vec<Prob
         }
     }
 
-    if let Some(cert) = s.record().and_then(|r| r.relay_cert.as_ref())
-        && cert.check == CertCheck::CertificatePin
-        && let Some(not_after) = cert.not_after.map(time)
-    {
+    // A certificate pinned by its digest breaks at its renewal: the
+    // primary's, and the fallback's (used only on the day it is needed).
+    let certs = s
+        .record()
+        .map(|r| {
+            [
+                (r.relay_cert.as_ref(), "relay", "relay-certificate"),
+                (r.fallback_cert.as_ref(), "fallback", "fallback-certificate"),
+            ]
+        })
+        .unwrap_or_default();
+    for (cert, section, condition) in certs {
+        let Some(cert) = cert else { continue };
+        let Some(not_after) = cert.not_after.map(time) else {
+            continue;
+        };
         let left = not_after.duration_since(s.now).unwrap_or_default();
-        if left < limits.expiry_warning.0 {
+        if cert.check == CertCheck::CertificatePin && left < limits.expiry_warning.0 {
+            let whose = match section {
+                "relay" => "the relay's",
+                _ => "the fallback relay's",
+            };
             add(
                 Grade::Warning,
-                "relay-certificate",
+                condition,
                 format!(
-                    "the relay's certificate ({}, {}) expires at {} and is pinned by its \
+                    "{whose} certificate ({}, {}) expires at {} and is pinned by its \
                      digest: its renewal will stop delivery",
                     cert.relay,
                     cert.subject,
@@ -379,7 +396,7 @@ pub fn assess(s: &Snapshot, limits: &HealthConfig, max_message: u64) -> Vec<Prob
                 ),
                 &format!(
                     "pin its key instead, which survives a renewal that keeps the key: add \"{}\" \
-                     to relay.fingerprints ({}), then systemctl reload alert-relay",
+                     to {section}.fingerprints ({}), then systemctl reload alert-relay",
                     cert.spki_pin, cert.config_line
                 ),
             );

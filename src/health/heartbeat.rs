@@ -95,12 +95,16 @@ pub fn compose(
         stamp(record.last_success.map(time)),
         grade.as_str(),
     );
-    let cert = record.relay_cert.as_ref();
-    let _ = write!(
-        out,
-        "relay cert  expires {}\r\n",
-        stamp(cert.and_then(|c| c.not_after).map(time))
-    );
+    for (name, cert) in [
+        ("relay cert ", &record.relay_cert),
+        ("fallback   ", &record.fallback_cert),
+    ] {
+        let _ = write!(
+            out,
+            "{name} expires {}\r\n",
+            stamp(cert.as_ref().and_then(|c| c.not_after).map(time))
+        );
+    }
     for k in &s.keys {
         let until = match &k.until {
             Ok(None) => format!("{:<20}", "never"),

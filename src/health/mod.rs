@@ -241,6 +241,8 @@ pub struct Record {
     pub last_success: Option<u64>,
     pub failure: Option<Failure>,
     pub relay_cert: Option<RelayCert>,
+    /// The fallback relay's, as last seen when it was used.
+    pub fallback_cert: Option<RelayCert>,
     pub totals: Totals,
     /// When a warning about each condition last went out (for at most one
     /// a day).
@@ -495,11 +497,15 @@ impl Health {
         }
     }
 
-    /// A verified connection to the relay showed this certificate.
-    pub fn relay_cert(&self, cert: RelayCert) {
+    /// A verified connection to the relay `via` showed this certificate.
+    pub fn relay_cert(&self, via: Via, cert: RelayCert) {
         let new = self.with(|r| {
-            let new = r.relay_cert.as_ref() != Some(&cert);
-            r.relay_cert = Some(cert);
+            let slot = match via {
+                Via::Primary => &mut r.relay_cert,
+                Via::Fallback => &mut r.fallback_cert,
+            };
+            let new = slot.as_ref() != Some(&cert);
+            *slot = Some(cert);
             new
         });
         if new {

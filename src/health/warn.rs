@@ -52,7 +52,7 @@ const LIST_MAX: usize = 50;
 /// set-aside condition lists.
 fn mailed(condition: &str) -> Option<Option<&'static str>> {
     match condition {
-        "relay-certificate" | "disk" => Some(None),
+        "relay-certificate" | "fallback-certificate" | "disk" => Some(None),
         "held" => Some(Some("held")),
         "failed" => Some(Some("failed")),
         "corrupt" => Some(Some("corrupt")),

@@ -17,7 +17,9 @@ pub mod users;
 
 pub use daemon::{DAEMON, Daemon, RELAYCTL, SENDMAIL, Setup};
 pub use gpg::{Gpg, armored_block, plain};
-pub use relay::{RELAY_PASSWORD, RELAY_USER, Relay, openssl_fingerprint, openssl_spki_pin};
+pub use relay::{
+    RELAY_PASSWORD, RELAY_USER, Relay, openssl_fingerprint, openssl_spki_pin, short_lived_cert,
+};
 pub use smtp::{Client, code, python, smtplib_send, submit};
 
 /// The test keys made by tests/keys/generate.sh.

@@ -180,3 +180,32 @@ pub fn openssl_spki_pin(cert: &str) -> String {
         String::from_utf8(out.stdout).unwrap().trim()
     )
 }
+
+/// A self-signed certificate for localhost valid `days` more days, made
+/// with openssl in `dir` (its key beside it, as short.key).
+pub fn short_lived_cert(dir: &Path, days: u32) -> std::path::PathBuf {
+    super::prereq::openssl();
+    let cert = dir.join("short.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            &days.to_string(),
+            "-keyout",
+        ])
+        .arg(dir.join("short.key"))
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    cert
+}
