@@ -118,11 +118,38 @@ impl RsaKey {
     }
 
     /// The PKESK v3 packet that gives `session_key` (for `algo`) to this key.
+    ///
+    /// Its size is the same for every message: an MPI is written without
+    /// leading zero bytes, so a ciphertext whose top byte is zero (about
+    /// one in 200) would make the message a byte shorter, and messages
+    /// that must be of one size (the heartbeat, SecureDrop's journalist
+    /// notification) differ. Such a ciphertext is made again with fresh
+    /// padding.
     pub fn pkesk(
         &self,
         algo: SymmetricAlgorithm,
         session_key: &SessionKey,
     ) -> Result<PKESK, RsaError> {
+        // Each try fails with probability about 1/200: 64 tries fail
+        // together with probability below 2^-480.
+        let mut last = None;
+        for _ in 0..64 {
+            let (pkesk, full) = self.pkesk_once(algo, session_key)?;
+            if full {
+                return Ok(pkesk);
+            }
+            last = Some(pkesk);
+        }
+        last.ok_or_else(|| RsaError::Packet("no ciphertext".into()))
+    }
+
+    /// One encryption of the session key; with whether the ciphertext's
+    /// top byte is non-zero (the MPI as long as the modulus).
+    fn pkesk_once(
+        &self,
+        algo: SymmetricAlgorithm,
+        session_key: &SessionKey,
+    ) -> Result<(PKESK, bool), RsaError> {
         // M = algo || session key || checksum (RFC 4880 section 5.1).
         let mut em = vec![0u8; MAX_BYTES];
         let m_len = 1 + session_key.len() + 2;
@@ -153,11 +180,12 @@ impl RsaKey {
         let c = pow_public(&residue, &self.e).retrieve();
         residue.zeroize();
         let bytes = c.to_be_bytes();
+        let full = bytes[MAX_BYTES - self.k] != 0;
         let esk = mpi::Ciphertext::RSA {
             c: mpi::MPI::new(&bytes[MAX_BYTES - self.k..]),
         };
         PKESK3::new(Some(self.keyid.clone()), self.pk_algo, esk)
-            .map(PKESK::from)
+            .map(|p| (PKESK::from(p), full))
             .map_err(|e| RsaError::Packet(e.to_string()))
     }
 }
@@ -257,6 +285,25 @@ mod tests {
                 assert_eq!(&got[..], &sk[..], "{name}");
             }
         }
+    }
+
+    #[test]
+    fn every_session_key_packet_has_one_size() {
+        use openpgp::serialize::MarshalInto;
+        // 2048 bits: the fastest key; a zero top byte comes about once in
+        // 200 tries, so without the retry 1,000 packets would almost
+        // surely not be all of one size.
+        let cert = secret_cert("rsa2048");
+        let sub = cert.keys().subkeys().next().unwrap();
+        let rsa = RsaKey::new(sub.key().parts_as_public().role_as_unspecified()).unwrap();
+        let sk = session_key(SymmetricAlgorithm::AES256).unwrap();
+        let sizes: std::collections::BTreeSet<usize> = (0..1000)
+            .map(|_| {
+                let pkesk = rsa.pkesk(SymmetricAlgorithm::AES256, &sk).unwrap();
+                pkesk.to_vec().unwrap().len()
+            })
+            .collect();
+        assert_eq!(sizes.len(), 1, "{sizes:?}");
     }
 
     #[test]
