@@ -46,19 +46,13 @@ const ORDINARY: &[u8] =
 
 /// Which markers each key can read among what the relay received.
 fn read_by(relay: &Relay, key: &str) -> Vec<String> {
-    let gpg = Gpg::with_keys(&[key]);
-    relay
-        .messages()
+    decrypt_all(relay, key)
         .iter()
-        .filter_map(|m| {
-            let out = gpg.try_decrypt(m);
-            out.status.success().then(|| {
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                text.split_whitespace()
-                    .find(|w| w.starts_with("MARKER-"))
-                    .unwrap_or("?")
-                    .to_string()
-            })
+        .map(|text| {
+            text.split_whitespace()
+                .find(|w| w.starts_with("MARKER-"))
+                .unwrap_or("?")
+                .to_string()
         })
         .collect()
 }
