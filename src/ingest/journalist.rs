@@ -111,3 +111,31 @@ pub fn stamp(spool: &Spool, now: SystemTime) -> Result<(), SpoolError> {
     let secs = crate::spool::unix_secs(now);
     spool.replace_root_file(STAMP_FILE, format!("{secs}\n").as_bytes(), true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn only_a_readable_recent_stamp_suppresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert!(!suppressed(&spool, now), "no stamp yet");
+
+        stamp(&spool, now - Duration::from_secs(60)).unwrap();
+        assert!(suppressed(&spool, now));
+        stamp(&spool, now - SUPPRESS_FOR - Duration::from_secs(1)).unwrap();
+        assert!(!suppressed(&spool, now), "1410 minutes have passed");
+
+        // A clock set back, garbage, or a file too large to be a stamp:
+        // a notification too many rather than none.
+        stamp(&spool, now + Duration::from_secs(3600)).unwrap();
+        assert!(!suppressed(&spool, now));
+        std::fs::write(dir.path().join(STAMP_FILE), b"yesterday\n").unwrap();
+        assert!(!suppressed(&spool, now));
+        std::fs::write(dir.path().join(STAMP_FILE), vec![b'9'; 100]).unwrap();
+        assert!(!suppressed(&spool, now));
+    }
+}
