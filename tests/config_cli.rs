@@ -143,6 +143,16 @@ const BAD: &[(&str, &str, &str)] = &[
         "[[routes]]\nmatch_body = \"x\"\ndrop = true\nsend = true\n\n[aliases]",
         "routes[0].send: unknown field `send`",
     ),
+    (
+        "[aliases]",
+        "[message]\npad = \"4 parsecs\"\n\n[aliases]",
+        "message.pad: \"4 parsecs\" is not a padding; write \"padme\", \"none\" or a size",
+    ),
+    (
+        "[aliases]",
+        "[message]\npad = \"2MiB\"\n\n[aliases]",
+        "message.pad: a padding of 2MiB is out of range; write a size from 64 bytes to 1MiB",
+    ),
 ];
 
 #[test]

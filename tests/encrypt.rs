@@ -182,10 +182,23 @@ fn inline_is_the_armored_body_alone() {
     let body = text.split_once("\r\n\r\n").unwrap().1;
     assert!(body.starts_with("-----BEGIN PGP MESSAGE-----"), "{text}");
     let body_in = &OSSEC[find(OSSEC, b"\r\n\r\n").unwrap() + 4..];
+    // The original body, then (padding by default) blank lines.
+    let padded = plain(&entries[0]);
+    assert!(
+        padded.starts_with(body_in),
+        "{}",
+        String::from_utf8_lossy(&padded)
+    );
+    assert!(padded.len() > body_in.len());
+    assert!(padded[body_in.len()..].iter().all(|b| b" \r\n".contains(b)));
+
+    let setup = Setup::new();
+    setup.write_config(&setup.config_text("\n[message]\nformat = \"inline\"\npad = \"none\"\n"));
+    let entries = submit(&setup, OSSEC, &["root"]);
     assert_eq!(
         plain(&entries[0]),
         body_in,
-        "the decryption is the original body, byte for byte"
+        "without padding the decryption is the original body, byte for byte"
     );
 }
 
@@ -487,4 +500,77 @@ fn message_ids_and_boundaries_are_random_and_say_nothing_of_the_host() {
         common_prefix(&boundaries[0][2..], &boundaries[1][2..]) < 4,
         "{boundaries:?}"
     );
+}
+
+/// An OSSEC-shaped alert whose body makes it about `size` bytes long.
+fn alert_of(size: usize) -> Vec<u8> {
+    let mut alert = b"Subject: OSSEC Notification - mon - Alert level 7\r\n\r\n\
+OSSEC HIDS Notification.\r\nRule: 5503 fired (level 7) -> \"MARKER-PADDED\"\r\n"
+        .to_vec();
+    while alert.len() < size {
+        alert.extend_from_slice(b"Nov 29 06:00:00 mon sshd[1234]: Failed password for root\r\n");
+    }
+    alert
+}
+
+/// Sends a 300-byte and a 3,000-byte alert through the daemon to
+/// aiosmtpd with `message_config` and returns what the relay received,
+/// in order.
+fn short_and_long_through_the_relay(message_config: &str) -> Vec<Vec<u8>> {
+    let relay = common::Relay::start(&[]);
+    let setup = Setup::new();
+    setup.use_relay(relay.port, "");
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    setup.write_config(&format!("{config}\n[message]\n{message_config}\n"));
+    let daemon = setup.start();
+    for (n, size) in [300, 3000].into_iter().enumerate() {
+        let reply = daemon.connect().send_message("root", &alert_of(size));
+        assert!(reply.starts_with("250"), "{reply}");
+        relay.wait_messages(n + 1);
+    }
+    relay.messages()
+}
+
+#[test]
+fn a_padding_of_4kib_gives_a_short_and_a_long_alert_one_size_and_both_decrypt() {
+    let gpg = Gpg::with_keys(&["alerts"]);
+    for format in ["pgp-mime", "inline"] {
+        let padded =
+            short_and_long_through_the_relay(&format!("format = \"{format}\"\npad = \"4KiB\""));
+        assert_eq!(padded.len(), 2);
+        assert_eq!(
+            padded[0].len(),
+            padded[1].len(),
+            "{format}: a 300- and a 3,000-byte alert in messages of one size"
+        );
+        for (message, size) in padded.iter().zip([300, 3000]) {
+            let plain = gpg.decrypt(message);
+            // The whole alert is there, and what pads it is an X-Padding
+            // field (PGP/MIME) or blank lines (inline), nothing else.
+            let alert = alert_of(size);
+            let body = &alert[find(&alert, b"\r\n\r\n").unwrap() + 4..];
+            let at = find(&plain, body).unwrap_or_else(|| panic!("{format}: body missing"));
+            match format {
+                "pgp-mime" => {
+                    assert!(contains(&plain, b"\r\nX-Padding:\r\n x"), "{format}");
+                    assert_eq!(&plain[at..], body, "{format}: the body ends the plaintext");
+                }
+                _ => {
+                    assert_eq!(at, 0, "{format}");
+                    let filler = &plain[body.len()..];
+                    assert!(!filler.is_empty(), "{format}");
+                    assert!(filler.iter().all(|b| b" \r\n".contains(b)), "{format}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn without_padding_the_sizes_differ() {
+    let sizes: Vec<usize> = short_and_long_through_the_relay("pad = \"none\"")
+        .iter()
+        .map(Vec::len)
+        .collect();
+    assert!(sizes[1] > sizes[0] + 2000, "{sizes:?}");
 }

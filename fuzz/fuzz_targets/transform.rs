@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use alert_relay::config::{KeyFailurePolicy, Mailbox, MessageFormat, SubjectPolicy};
-use alert_relay::encrypt::{RecipientKey, Sealer};
+use alert_relay::encrypt::{Padding, RecipientKey, Sealer};
 use alert_relay::route::{Address, Recipient};
 use libfuzzer_sys::fuzz_target;
 use sequoia_openpgp::Cert;
@@ -31,15 +31,17 @@ fn fixture() -> &'static Fixture {
         );
         let sender = Mailbox::parse("OSSEC HIDS <ossec@example.net>").unwrap();
         let sealers = [
-            (MessageFormat::PgpMime, SubjectPolicy::Scrub),
-            (MessageFormat::Inline, SubjectPolicy::Keep),
-            (MessageFormat::PgpMime, SubjectPolicy::Hide),
+            (MessageFormat::PgpMime, SubjectPolicy::Scrub, Padding::Padme),
+            (MessageFormat::Inline, SubjectPolicy::Keep, Padding::Multiple(4096)),
+            (MessageFormat::PgpMime, SubjectPolicy::Hide, Padding::None),
+            (MessageFormat::Inline, SubjectPolicy::Scrub, Padding::Padme),
         ]
         .into_iter()
-        .map(|(format, subject)| Sealer {
+        .map(|(format, subject, pad)| Sealer {
             format,
             subject,
             on_key_failure: KeyFailurePolicy::Hold,
+            pad,
             sender: sender.clone(),
         })
         .collect();

@@ -295,6 +295,8 @@ pub struct Message {
     pub format: MessageFormat,
     pub subject: SubjectPolicy,
     pub on_key_failure: KeyFailurePolicy,
+    /// What the size of an encrypted alert may tell the relay.
+    pub pad: crate::encrypt::Padding,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -10,6 +10,7 @@ use mail_builder::headers::Header;
 use mail_builder::headers::address::Address as MbAddress;
 use mail_builder::headers::text::Text;
 
+use super::pad;
 use crate::config::Mailbox;
 use crate::message;
 
@@ -73,12 +74,15 @@ fn render(header: &impl Header, name: &str) -> Vec<u8> {
 /// with the original header fields and body, its Content-Type marked as
 /// carrying protected headers (RFC 9788 `hp="cipher"`, and the older
 /// `protected-headers="v1"` that Thunderbird and K-9 read). Written
-/// straight into the encryption, without a copy of the message.
+/// straight into the encryption, without a copy of the message. With
+/// `padding` (0, or at least [`pad::FIELD_MIN`]) bytes of filler in an
+/// `X-Padding` field at the end of the header.
 pub fn write_protected_payload(
     out: &mut dyn Write,
     original: &[u8],
     outer: &Outer,
     arrival_date: &str,
+    padding: usize,
 ) -> io::Result<()> {
     let fields = message::fields(original);
     let body = message::body(original);
@@ -116,6 +120,9 @@ pub fn write_protected_payload(
     let mut hp = Vec::with_capacity(512);
     outer.write_hp_outer(&mut hp);
     out.write_all(&hp)?;
+    if padding > 0 {
+        pad::header_field(out, padding)?;
+    }
     out.write_all(b"\r\n")?;
     message::write_crlf(out, body)
 }

@@ -16,6 +16,7 @@ pub mod hold;
 pub mod keys;
 mod mime;
 pub mod open;
+pub mod pad;
 mod rsa;
 mod sealed;
 pub mod subject;
@@ -36,6 +37,7 @@ use crate::config::{Config, KeyFailurePolicy, Mailbox, MessageFormat, SubjectPol
 use crate::route::Recipient;
 pub use hold::HoldKey;
 pub use keys::{CannotEncrypt, Keyring, RecipientKey};
+pub use pad::Padding;
 pub use sealed::Sealed;
 
 /// What the config says about building outgoing messages.
@@ -44,6 +46,7 @@ pub struct Sealer {
     pub format: MessageFormat,
     pub subject: SubjectPolicy,
     pub on_key_failure: KeyFailurePolicy,
+    pub pad: Padding,
     pub sender: Mailbox,
 }
 
@@ -69,6 +72,7 @@ impl Sealer {
             format: config.message.format,
             subject: config.message.subject,
             on_key_failure: config.message.on_key_failure,
+            pad: config.message.pad,
             sender: config.sender()?,
         })
     }
@@ -94,13 +98,39 @@ impl Sealer {
         let armored = match self.format {
             MessageFormat::PgpMime => {
                 let outer = self.outer(&sealed, &key.recipient);
-                encrypt_armored(key, now, original.len(), &mut |w| {
-                    mime::write_protected_payload(w, original, &outer, &sealed.date)
-                })?
+                let write = |w: &mut dyn Write, padding| {
+                    mime::write_protected_payload(w, original, &outer, &sealed.date, padding)
+                };
+                // The padding depends on the length, which only writing
+                // tells: once into a counter, then for real.
+                let mut counter = pad::Counter::default();
+                let padding = match self.pad {
+                    Padding::None => 0,
+                    policy => {
+                        write(&mut counter, 0).map_err(|e| CannotEncrypt::Policy(e.to_string()))?;
+                        policy.filler(counter.0, pad::FIELD_MIN)
+                    }
+                };
+                encrypt_armored(key, now, counter.0 + padding, &mut |w| write(w, padding))?
             }
             MessageFormat::Inline => {
                 let body = crate::message::body(original);
-                encrypt_armored(key, now, body.len(), &mut |w| w.write_all(body))?
+                // Blank lines with the body's own line ends.
+                let first_eol = body.iter().position(|&b| b == b'\n');
+                let eol: &'static [u8] = if first_eol.is_some_and(|i| i > 0 && body[i - 1] == b'\r')
+                {
+                    b"\r\n"
+                } else {
+                    b"\n"
+                };
+                let padding = self.pad.filler(body.len(), eol.len());
+                encrypt_armored(key, now, body.len() + padding, &mut |w| {
+                    w.write_all(body)?;
+                    match padding {
+                        0 => Ok(()),
+                        n => pad::blank_lines(w, n, eol),
+                    }
+                })?
             }
         };
         Ok(Sealed { armored, ..sealed })
