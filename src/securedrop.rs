@@ -200,15 +200,27 @@ pub struct Targets {
     pub password_file: PathBuf,
     /// Where the recipients' keys are copied.
     pub keys_dir: PathBuf,
+    /// Where the key files the variables name are looked for, when not
+    /// where SecureDrop keeps them (see [`key_path`]).
+    pub keys_from: Option<PathBuf>,
     pub force: bool,
 }
 
 /// What an import wrote.
 #[derive(Debug)]
 pub struct Imported {
-    pub written: Vec<PathBuf>,
+    /// Each file, and whether it was written (false: it already held
+    /// what the import would write, with the same mode and owner).
+    pub files: Vec<(PathBuf, bool)>,
     pub recipients: Vec<String>,
 }
+
+/// `-` as the file: the variables come on standard input.
+const STDIN: &str = "-";
+
+/// More than any site-specific file; a larger input is refused rather
+/// than read without end.
+const MAX_INPUT: u64 = 1 << 20;
 
 /// A value that TOML can hold in double quotes.
 fn toml_string(s: &str) -> String {
@@ -238,10 +250,7 @@ struct Recipient {
 /// Reads `site_specific` and writes the config, the password file and
 /// the keys. Nothing is written unless everything needed was found.
 pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, ImportError> {
-    let text = std::fs::read_to_string(site_specific).map_err(|e| ImportError::Read {
-        path: site_specific.to_path_buf(),
-        error: e.to_string(),
-    })?;
+    let text = read_input(site_specific)?;
     let vars = parse_flat_yaml(&text)?;
     let get = |name: &'static str| -> Result<Option<&str>, ImportError> {
         if vars.blocks.contains(name) {
@@ -257,7 +266,11 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
             .filter(|v| !v.is_empty()))
     };
     let need = |name: &'static str| get(name)?.ok_or(ImportError::Missing(name));
-    let key_path = |name: &str| key_path(site_specific, name);
+    let key_path = |name: &str| match &targets.keys_from {
+        Some(dir) => dir.join(name),
+        None if site_specific == Path::new(STDIN) => PathBuf::from(name),
+        None => key_path(site_specific, name),
+    };
 
     let host = need("smtp_relay")?;
     let port: u16 = need("smtp_relay_port")?
@@ -357,20 +370,6 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
         pin: pin.as_deref(),
     };
     let config = render(&relay, targets, &recipients, site_specific);
-    for path in [&targets.config, &targets.password_file]
-        .into_iter()
-        .chain(keys.iter().map(|(p, _)| p))
-    {
-        // An empty password file (as the package installs it) holds
-        // nothing to lose, nor does the example config the package ships.
-        let empty =
-            *path == targets.password_file && std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
-        let shipped = *path == targets.config
-            && std::fs::read(path).is_ok_and(|b| b == SHIPPED_CONFIG.as_bytes());
-        if path.exists() && !targets.force && !empty && !shipped {
-            return Err(ImportError::Exists(path.clone()));
-        }
-    }
     // Run as root where the package made the daemon's user: the password
     // is that user's alone, the config readable by its group, as the
     // package installs them (packaging/README.md). Else the files stay
@@ -378,29 +377,106 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
     let daemon = crate::os::is_root()
         .then(|| crate::os::User::by_name(DAEMON_USER))
         .flatten();
-    let mut written = Vec::new();
-    for (path, bytes) in &keys {
-        write(path, bytes, 0o644, None)?;
-        written.push(path.clone());
+    let mut planned: Vec<Planned> = keys
+        .into_iter()
+        .map(|(path, bytes)| Planned {
+            path,
+            bytes,
+            mode: 0o644,
+            owner: None,
+        })
+        .collect();
+    planned.push(Planned {
+        path: targets.password_file.clone(),
+        bytes: format!("{password}\n").into_bytes(),
+        mode: 0o600,
+        owner: daemon.as_ref().map(|u| (u.uid, u.gid)),
+    });
+    planned.push(Planned {
+        path: targets.config.clone(),
+        bytes: config.into_bytes(),
+        mode: 0o640,
+        owner: daemon.as_ref().map(|u| (0, u.gid)),
+    });
+    for file in &planned {
+        // A file that holds what would be written is left alone; an
+        // empty password file (as the package installs it) holds nothing
+        // to lose, nor does the example config the package ships.
+        let path = &file.path;
+        let empty =
+            *path == targets.password_file && std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
+        let shipped = *path == targets.config
+            && std::fs::read(path).is_ok_and(|b| b == SHIPPED_CONFIG.as_bytes());
+        if path.exists() && !targets.force && !empty && !shipped && !file.is_in_place() {
+            return Err(ImportError::Exists(path.clone()));
+        }
     }
-    write(
-        &targets.password_file,
-        format!("{password}\n").as_bytes(),
-        0o600,
-        daemon.as_ref().map(|u| (u.uid, u.gid)),
-    )?;
-    written.push(targets.password_file.clone());
-    write(
-        &targets.config,
-        config.as_bytes(),
-        0o640,
-        daemon.as_ref().map(|u| (0, u.gid)),
-    )?;
-    written.push(targets.config.clone());
+    let mut files = Vec::new();
+    for file in &planned {
+        let write_it = !file.is_in_place();
+        if write_it {
+            write(&file.path, &file.bytes, file.mode, file.owner)?;
+        }
+        files.push((file.path.clone(), write_it));
+    }
     Ok(Imported {
-        written,
+        files,
         recipients: recipients.into_iter().map(|r| r.address).collect(),
     })
+}
+
+/// The variables: the file's text, or standard input's with `-`, up to
+/// [`MAX_INPUT`] bytes.
+fn read_input(site_specific: &Path) -> Result<String, ImportError> {
+    use std::io::Read;
+    let err = |error: String| ImportError::Read {
+        path: site_specific.to_path_buf(),
+        error,
+    };
+    let mut bytes = Vec::new();
+    let read = if site_specific == Path::new(STDIN) {
+        std::io::stdin()
+            .lock()
+            .take(MAX_INPUT + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(site_specific)
+            .and_then(|f| f.take(MAX_INPUT + 1).read_to_end(&mut bytes))
+    };
+    read.map_err(|e| err(e.to_string()))?;
+    if bytes.len() as u64 > MAX_INPUT {
+        return Err(err(format!(
+            "more than {} bytes: not a site-specific file",
+            MAX_INPUT
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))
+}
+
+/// A file the import writes.
+struct Planned {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+}
+
+impl Planned {
+    /// Whether the file already holds these bytes, with this mode and
+    /// owner: then writing it again would change nothing.
+    fn is_in_place(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::symlink_metadata(&self.path) else {
+            return false;
+        };
+        meta.is_file()
+            && meta.mode() & 0o7777 == self.mode
+            && self
+                .owner
+                .is_none_or(|(uid, gid)| meta.uid() == uid && meta.gid() == gid)
+            && meta.len() == self.bytes.len() as u64
+            && std::fs::read(&self.path).is_ok_and(|b| b == self.bytes)
+    }
 }
 
 /// The `[relay]` values taken from SecureDrop's variables.
@@ -471,16 +547,15 @@ fn render(
     // notification, everything else to the admin.
     if recipients.iter().any(|r| r.aliases.contains(&"journalist")) {
         out.push_str(&format!(
-            "
-# What SecureDrop's .procmailrc did: OSSEC's daily submissions alert
-             # (rule 400600) becomes the journalist's notification, once a day;
-             # every other alert goes to the admin.
-             [[routes]]
-name = \"securedrop-submissions\"
-match_body = {}
-             action = \"securedrop-journalist\"
-to = [\"journalist\"]
-",
+            "\n\
+             # What SecureDrop's .procmailrc did: OSSEC's daily submissions alert\n\
+             # (rule 400600) becomes the journalist's notification, once a day;\n\
+             # every other alert goes to the admin.\n\
+             [[routes]]\n\
+             name = \"securedrop-submissions\"\n\
+             match_body = {}\n\
+             action = \"securedrop-journalist\"\n\
+             to = [\"journalist\"]\n",
             toml_string(&regex::escape(crate::route::journalist::MARKER))
         ));
     }

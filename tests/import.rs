@@ -476,3 +476,152 @@ fn without_journalist_variables_no_route_is_written() {
     let config = std::fs::read_to_string(out.path().join("relay.toml")).unwrap();
     assert!(!config.contains("[[routes]]"), "{config}");
 }
+
+/// The lines relayctl printed for the files, as (verb, file name).
+fn file_lines(text: &str) -> Vec<(String, String)> {
+    let mut lines: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let (verb, path) = l.split_once(' ')?;
+            ["wrote", "unchanged"].contains(&verb).then(|| {
+                let name = Path::new(path).file_name().unwrap().to_string_lossy();
+                (verb.to_string(), name.into_owned())
+            })
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn a_second_import_of_the_same_variables_changes_nothing_and_needs_no_force() {
+    let sd = securedrop_dir(2525, "");
+    let out = tempfile::tempdir().unwrap();
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    let all = ["journalist.pub", "ossec.pub", "relay.toml", "sasl_password"];
+    let said = |verb: &str, names: &[&str]| -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|n| (verb.to_string(), n.to_string()))
+            .collect()
+    };
+    assert_eq!(file_lines(&text), said("wrote", &all), "{text}");
+    let config = out.path().join("relay.toml");
+    let before = std::fs::metadata(&config).unwrap();
+
+    // Again, without --force: nothing is written, not even touched.
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(file_lines(&text), said("unchanged", &all), "{text}");
+    let after = std::fs::metadata(&config).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&before),
+        std::os::unix::fs::MetadataExt::ino(&after),
+        "relay.toml was replaced"
+    );
+
+    // A file whose mode an admin loosened is written again, with the
+    // mode it must have.
+    let password = out.path().join("sasl_password");
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, text) = import(sd.path(), out.path(), &["--force"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        file_lines(&text).contains(&("wrote".into(), "sasl_password".into())),
+        "{text}"
+    );
+    assert!(
+        file_lines(&text).contains(&("unchanged".into(), "relay.toml".into())),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&password).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A changed variable changes the config only, and only with --force.
+    let file = sd.path().join("site-specific");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("smtp_relay_port: 2525", "smtp_relay_port: 2526"),
+    )
+    .unwrap();
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 73, "{text}");
+    assert!(text.contains("relay.toml exists"), "{text}");
+    let (code, text) = import(sd.path(), out.path(), &["--force"]);
+    assert_eq!(code, 0, "{text}");
+    let mut want = said(
+        "unchanged",
+        &["journalist.pub", "ossec.pub", "sasl_password"],
+    );
+    want.push(("wrote".into(), "relay.toml".into()));
+    want.sort();
+    assert_eq!(file_lines(&text), want, "{text}");
+}
+
+/// `relayctl import-securedrop -` with `text` on standard input.
+fn import_stdin(out: &Path, cwd: &Path, args: &[&str], text: &[u8]) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(common::RELAYCTL)
+        .arg("--config")
+        .arg(out.join("relay.toml"))
+        .args(["import-securedrop", "-"])
+        .args(args)
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A refused input may be closed before it is all written.
+    let _ = child.stdin.take().unwrap().write_all(text);
+    common::code_and_text(&child.wait_with_output().unwrap())
+}
+
+#[test]
+fn the_variables_can_come_on_standard_input_with_the_keys_elsewhere() {
+    let sd = securedrop_dir(2525, "");
+    let text = std::fs::read(sd.path().join("site-specific")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+
+    // --keys-from names the keys' directory.
+    let out = tempfile::tempdir().unwrap();
+    let keys_from = sd.path().to_str().unwrap();
+    let (code, said) = import_stdin(
+        out.path(),
+        elsewhere.path(),
+        &["--keys-from", keys_from],
+        &text,
+    );
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        said.contains("recipients: alerts@example.org, journalist@example.org"),
+        "{said}"
+    );
+    let config = std::fs::read_to_string(out.path().join("relay.toml")).unwrap();
+    assert!(config.contains("import-securedrop -`"), "{config}");
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("sasl_password"))
+            .unwrap()
+            .trim_end(),
+        common::RELAY_PASSWORD
+    );
+
+    // Without it, the keys are looked for in the current directory.
+    let out = tempfile::tempdir().unwrap();
+    let (code, said) = import_stdin(out.path(), sd.path(), &[], &text);
+    assert_eq!(code, 0, "{said}");
+    let (code, said) = import_stdin(out.path(), elsewhere.path(), &["--force"], &text);
+    assert_eq!(code, 66, "{said}");
+    assert!(said.contains("ossec.pub"), "{said}");
+
+    // More than any site-specific file is refused, and nothing written.
+    let out = tempfile::tempdir().unwrap();
+    let mut huge = text.clone();
+    huge.extend(std::iter::repeat_n(b'#', 2 << 20));
+    let (code, said) = import_stdin(out.path(), sd.path(), &[], &huge);
+    assert_eq!(code, 66, "{said}");
+    assert!(said.contains("more than 1048576 bytes"), "{said}");
+    assert!(files(out.path()).is_empty());
+}

@@ -235,18 +235,28 @@ pub enum Command {
     /// beside it, and copies the public keys beside it too. The keys are
     /// looked for in ansible-base/ when the file is at
     /// ansible-base/group_vars/all/site-specific, as SecureDrop keeps
-    /// them, else beside the file. Writes
-    /// nothing when a variable is missing or a file exists (unless
-    /// --force). Exit 78 when the written config does not pass check.
+    /// them, else beside the file (or in --keys-from). Writes
+    /// nothing when a variable is missing or a file exists with other
+    /// contents (unless --force); a file that already holds what the
+    /// import would write is left alone ("unchanged"), so a second run
+    /// changes nothing. Exit 78 when the written config does not pass
+    /// check.
     #[command(after_help = "Examples:
   relayctl import-securedrop /root/sd/site-specific
-  relayctl --config ./relay.toml import-securedrop prod-specific.yml")]
+  relayctl --config ./relay.toml import-securedrop prod-specific.yml
+  relayctl import-securedrop - --keys-from /root/sd < site-specific")]
     ImportSecuredrop {
-        /// SecureDrop's site-specific (or prod-specific.yml) file.
+        /// SecureDrop's site-specific (or prod-specific.yml) file; - reads
+        /// standard input (as the Ansible role passes it, so that the
+        /// password is in no file and no argument).
         file: PathBuf,
         /// Where the SASL password goes [default: sasl_password beside the config].
         #[arg(long, value_name = "PATH")]
         password_file: Option<PathBuf>,
+        /// Where the key files the variables name are [default: as above;
+        /// the current directory with -].
+        #[arg(long, value_name = "DIR")]
+        keys_from: Option<PathBuf>,
         /// Replace files that exist.
         #[arg(long)]
         force: bool,

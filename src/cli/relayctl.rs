@@ -26,8 +26,9 @@ pub fn run(cli: Relayctl) -> u8 {
         Command::ImportSecuredrop {
             file,
             password_file,
+            keys_from,
             force,
-        } => control::import_securedrop(&path, &file, password_file, force),
+        } => control::import_securedrop(&path, &file, password_file, keys_from, force),
         Command::Test { to, no_send, json } => {
             use crate::diagnose::{Options, Output};
             let opts = Options {

@@ -12,6 +12,7 @@ pub fn import_securedrop(
     config: &Path,
     file: &Path,
     password_file: Option<PathBuf>,
+    keys_from: Option<PathBuf>,
     force: bool,
 ) -> u8 {
     let dir = config
@@ -23,6 +24,7 @@ pub fn import_securedrop(
         config: config.to_path_buf(),
         password_file: password_file.unwrap_or_else(|| dir.join("sasl_password")),
         keys_dir: dir,
+        keys_from,
         force,
     };
     let imported = match import(file, &targets) {
@@ -37,8 +39,9 @@ pub fn import_securedrop(
             };
         }
     };
-    for path in &imported.written {
-        println!("wrote {}", path.display());
+    for (path, written) in &imported.files {
+        let what = if *written { "wrote" } else { "unchanged" };
+        println!("{what} {}", path.display());
     }
     println!("recipients: {}", imported.recipients.join(", "));
     let (report, ok) = super::check(Config::load(config));
