@@ -53,6 +53,23 @@ impl Reply {
     pub fn is_permanent(&self) -> bool {
         self.code >= 500
     }
+
+    /// Whether it says the account's sending quota is used up, which the
+    /// providers answer with a 5xx although it passes with time: Gmail's
+    /// `550 5.4.5 Daily user sending limit exceeded` (RFC 3463 X.4.5 is
+    /// "mail system congestion", transient by its nature) and Microsoft
+    /// 365's `554 5.2.0 STOREDRV.Submission.Exception:
+    /// SubmissionQuotaExceededException`. Such a reply defers the mail;
+    /// it never fails it.
+    pub fn is_quota(&self) -> bool {
+        let text = self.lines.join(" ");
+        let lower = text.to_ascii_lowercase();
+        let enhanced = lower.split_whitespace().next();
+        matches!(enhanced, Some("5.4.5" | "4.4.5"))
+            || lower.contains("quotaexceeded")
+            || ((lower.contains("sending limit") || lower.contains("sending quota"))
+                && lower.contains("exceeded"))
+    }
 }
 
 impl fmt::Display for Reply {
@@ -186,6 +203,43 @@ impl Capabilities {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_providers_quota_replies_are_known_and_other_refusals_are_not() {
+        for (code, text) in [
+            (
+                550,
+                "5.4.5 Daily user sending limit exceeded. For more information on Gmail",
+            ),
+            (
+                550,
+                "5.4.5 Daily user sending quota exceeded. c2-20020a17090a",
+            ),
+            (
+                554,
+                "5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed \
+                 to process message due to a permanent exception",
+            ),
+            (451, "4.4.5 Sending limit exceeded, try again later"),
+        ] {
+            assert!(Reply::new(code, text).is_quota(), "{text}");
+        }
+        for (code, text) in [
+            (
+                550,
+                "5.1.1 The email account that you tried to reach does not exist",
+            ),
+            (552, "5.2.2 The recipient's mailbox is full"),
+            (554, "5.7.1 Message rejected: quota of spam reached"),
+            (535, "5.7.8 Username and Password not accepted"),
+            (
+                550,
+                "5.7.30 Basic authentication is not supported for Client Submission",
+            ),
+        ] {
+            assert!(!Reply::new(code, text).is_quota(), "{text}");
+        }
+    }
 
     fn parse(lines: &[&[u8]]) -> Result<Option<Reply>, String> {
         let mut p = ReplyParser::default();

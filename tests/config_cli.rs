@@ -144,6 +144,16 @@ const BAD: &[(&str, &str, &str)] = &[
         "routes[0].send: unknown field `send`",
     ),
     (
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\nmax_per_minute = 0",
+        "relay.max_per_minute: must be at least 1; leave it out for no limit",
+    ),
+    (
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\nmax_per_day = -5",
+        "relay.max_per_day: invalid value",
+    ),
+    (
         "[aliases]",
         "[message]\npad = \"4 parsecs\"\n\n[aliases]",
         "message.pad: \"4 parsecs\" is not a padding; write \"padme\", \"none\" or a size",

@@ -236,7 +236,7 @@ fn relayctl_test_walks_the_fallback_too() {
 
 #[test]
 fn a_refusal_from_the_fallback_leaves_the_alert_queued_for_the_primary() {
-    let fallback = Relay::start(&["--rcpt-reply", "550 5.4.5 daily sending quota exceeded"]);
+    let fallback = Relay::start(&["--rcpt-reply", "554 5.7.1 Relay access denied"]);
     let port = common::free_port();
     let setup = with_fallback(port, "", &fallback);
     let daemon = setup.start();
@@ -300,4 +300,27 @@ fn a_fallback_certificate_pinned_by_digest_that_expires_soon_is_a_warning_too() 
                 })
         },
     );
+}
+
+#[test]
+fn when_the_primarys_quota_is_used_up_the_fallback_takes_the_alerts() {
+    let primary = Relay::start(&["--quota-after", "0"]);
+    let fallback = Relay::start(&[]);
+    let setup = with_fallback(primary.port, "", &fallback);
+    let daemon = setup.start();
+    send(&setup, "MARKER-OVER-QUOTA");
+    // Deferred on the retry schedule (not for an hour), then past
+    // fallback_after through the fallback.
+    let got = fallback.wait_messages(2);
+    let gpg = Gpg::with_keys(&["alerts"]);
+    let texts = plaintexts(&fallback, &gpg);
+    assert!(
+        texts.iter().any(|t| t.contains("MARKER-OVER-QUOTA")),
+        "{} messages: {}",
+        got.len(),
+        daemon.log()
+    );
+    assert!(primary.count("quota") >= 1);
+    assert!(primary.messages().is_empty());
+    assert!(setup.entries("failed").is_empty());
 }

@@ -214,6 +214,12 @@ pub struct Relay {
     pub fallback_after: Option<HumanDuration>,
     #[serde(default = "default_relay_timeout")]
     pub timeout: HumanDuration,
+    /// At most this many messages a minute, evenly spaced (none: no
+    /// limit): under a provider's rate limit.
+    pub max_per_minute: Option<u32>,
+    /// At most this many messages in any 24 hours (none: no limit): under
+    /// a provider's daily quota, so that a flood cannot use it up.
+    pub max_per_day: Option<u32>,
 }
 
 fn default_relay_port() -> u16 {
@@ -475,6 +481,19 @@ impl Config {
             }
             if relay.port == 0 {
                 bad(&key("port"), "0 is not a port".into());
+            }
+            for (k, n, most) in [
+                ("max_per_minute", relay.max_per_minute, 60_000),
+                ("max_per_day", relay.max_per_day, 100_000_000),
+            ] {
+                match n {
+                    Some(0) => bad(
+                        &key(k),
+                        "must be at least 1; leave it out for no limit".into(),
+                    ),
+                    Some(n) if n > most => bad(&key(k), format!("{n} is more than {most}")),
+                    _ => {}
+                }
             }
             if relay.password_file.is_some() && relay.username.is_none() {
                 bad(

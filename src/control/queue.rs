@@ -116,6 +116,11 @@ pub fn queue(path: &Path, json: bool) -> u8 {
         }
         Ok(rows) => {
             print!("{}", queue_table(&rows));
+            if !rows.is_empty()
+                && let Some(note) = pacing_note(&Spool::at(&config.queue.dir))
+            {
+                println!("{note}");
+            }
             sysexits::OK
         }
         Err(e) => {
@@ -222,4 +227,21 @@ pub fn delete(path: &Path, id: &str, yes: bool) -> u8 {
             sysexits::TEMPFAIL
         }
     }
+}
+
+/// What the running daemon's health record says of pacing: which of the
+/// relay's limits holds due alerts back, and until when. Nothing when
+/// none does, or the record is not a running daemon's.
+fn pacing_note(spool: &Spool) -> Option<String> {
+    let record = crate::health::Record::load(spool).ok()??;
+    let updated = crate::health::time(record.updated);
+    let fresh = std::time::SystemTime::now()
+        .duration_since(updated)
+        .is_ok_and(|age| age < crate::health::STALE_AFTER);
+    let paced = record.paced.filter(|_| fresh && record.stopped.is_none())?;
+    Some(format!(
+        "Delivery is paced: {}; the next alert leaves at {}.",
+        paced.reason,
+        crate::when::rfc3339(crate::health::time(paced.until))
+    ))
 }

@@ -100,6 +100,7 @@ impl DeliverError {
         match self {
             DeliverError::Rejected { reply, stage } => {
                 reply.is_permanent()
+                    && !reply.is_quota()
                     && matches!(
                         stage,
                         Stage::Mail | Stage::Rcpt | Stage::Data | Stage::DataEnd
@@ -125,6 +126,7 @@ impl DeliverError {
                 Class::Tls
             }
             DeliverError::NoAuthMechanism(_) | DeliverError::AuthFailed(_) => Class::Auth,
+            DeliverError::Rejected { reply, .. } if reply.is_quota() => Class::Quota,
             DeliverError::Rejected { reply, .. } if reply.is_permanent() => Class::Relay5xx,
             DeliverError::Rejected { .. } => Class::Relay4xx,
         }
@@ -251,6 +253,11 @@ impl fmt::Display for DeliverError {
                 "authentication failed: check relay.username, relay.domain and relay.password_file \
                  (relay said: {reply})"
             ),
+            DeliverError::Rejected { stage, reply } if reply.is_quota() => write!(
+                f,
+                "{stage} refused: {reply} (the account's sending quota is used up: the alert \
+                 waits until it resets; set relay.max_per_day under the provider's limit)"
+            ),
             DeliverError::Rejected { stage, reply } => write!(f, "{stage} refused: {reply}"),
             DeliverError::Protocol { stage, line } => {
                 write!(f, "unexpected answer at {stage}: {line:?}")
@@ -340,6 +347,12 @@ mod tests {
             reply: reply(code),
         };
         assert!(rejected(Stage::Rcpt, 550).is_permanent());
+        let quota = DeliverError::Rejected {
+            stage: Stage::Mail,
+            reply: Reply::new(550, "5.4.5 Daily user sending limit exceeded"),
+        };
+        assert!(!quota.is_permanent(), "a quota passes with time");
+        assert_eq!(quota.class(), Class::Quota);
         assert!(!rejected(Stage::Rcpt, 450).is_permanent());
         // A 5xx to AUTH is a login to fix, not a message to give up on.
         assert!(!rejected(Stage::Auth, 535).is_permanent());

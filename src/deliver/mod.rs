@@ -2,6 +2,7 @@
 //! ([`client`], [`tls`]).
 pub mod client;
 pub mod error;
+mod pace;
 mod relay;
 pub mod runner;
 pub mod tls;

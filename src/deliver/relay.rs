@@ -6,9 +6,10 @@
 use std::time::{Duration, Instant};
 
 use super::client::{Connection, DeliverError, Reply, Settings};
+use super::pace::{Limits, Pacer};
 use super::runner::Removals;
 use crate::config::Relay;
-use crate::health::{Health, Via};
+use crate::health::{Class, Health, Via};
 
 /// The `tls=` of a log line when no TLS session was involved.
 pub const NO_TLS: &str = "-";
@@ -34,6 +35,8 @@ pub struct Route {
     pub relay: String,
     /// The connection kept open between batches.
     pub conn: Option<Kept>,
+    /// What it sent lately, against `max_per_minute` and `max_per_day`.
+    pub pacer: Pacer,
 }
 
 /// Which relay an attempt went through, for the log and the health
@@ -59,13 +62,24 @@ impl Route {
         if let Err(e) = &settings {
             tracing::error!(relay = %format!("{}:{}", relay.host, relay.port), "cannot deliver: {e}");
         }
+        let mut pacer = Pacer::default();
+        pacer.set_limits(Limits::of(relay));
         Route {
             via,
             settings,
             sender: sender.to_string(),
             relay: format!("{}:{}", relay.host, relay.port),
             conn: None,
+            pacer,
         }
+    }
+
+    /// Takes over what the same relay under the previous config sent
+    /// lately: a reload does not reset its limits.
+    pub fn carry_pace(&mut self, old: Pacer) {
+        let limits = self.pacer.limits();
+        self.pacer = old;
+        self.pacer.set_limits(limits);
     }
 
     pub fn through(&self) -> Through<'_> {
@@ -117,6 +131,12 @@ impl Route {
                     }
                     Ok((tls, Ok(reply))) => (tls, Ok(reply), true),
                     Ok((tls, Err(e))) if e.is_permanent() => (tls, Err(Unsent::Failed(e)), true),
+                    // The account's quota is used up: every other alert
+                    // would get the same answer, so none is tried.
+                    Ok((tls, Err(e))) if e.class() == Class::Quota => {
+                        *down = Some(e.clone());
+                        (tls, Err(Unsent::Deferred(e)), true)
+                    }
                     Ok((tls, Err(e))) => {
                         let usable = e.connection_usable();
                         (tls, Err(Unsent::Deferred(e)), usable)

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 
 use super::client::{DeliverError, Reply};
 use super::error::Stage;
+use super::pace::{Pacer, Wait};
 use super::relay::{NO_TLS, Route, Through, Unsent};
 use crate::context::Context;
 use crate::health::{Class, Health, Via};
@@ -48,6 +49,12 @@ pub const KEEPALIVE: Duration = Duration::from_secs(5);
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// The longest the runner sleeps without looking at the queue.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// How long an alert waits after the relay said the account's sending
+/// quota is used up. The providers' quotas are daily, over a rolling 24
+/// hours: what the account sent a day ago frees room bit by bit, so an
+/// hourly try gets alerts out soon after there is room, at the cost of
+/// one refused transaction an hour. `relayctl flush` tries at once.
+const QUOTA_WAIT: Duration = Duration::from_secs(3600);
 /// How often the in-memory index is checked against `queue/` even when
 /// nothing asked for it (an entry whose removal failed, an admin's edit).
 const RESCAN_EVERY: Duration = Duration::from_secs(60);
@@ -159,6 +166,22 @@ impl Prepared {
         }
     }
 
+    /// What each relay sent lately, for the config that replaces this one.
+    fn take_pace(&mut self) -> (Pacer, Option<Pacer>) {
+        (
+            std::mem::take(&mut self.primary.pacer),
+            self.fallback.as_mut().map(|f| std::mem::take(&mut f.pacer)),
+        )
+    }
+
+    /// Carries what the relays sent under the previous config over.
+    fn carry_pace(&mut self, (primary, fallback): (Pacer, Option<Pacer>)) {
+        self.primary.carry_pace(primary);
+        if let (Some(route), Some(pacer)) = (self.fallback.as_mut(), fallback) {
+            route.carry_pace(pacer);
+        }
+    }
+
     /// Says QUIT on the kept connections.
     async fn close(&mut self) {
         self.primary.close().await;
@@ -195,15 +218,23 @@ pub async fn run(
     // While the fallback stands in: the primary's step in queue.retry,
     // and when it is tried again.
     let mut primary_next: Option<(usize, SystemTime)> = None;
+    // The limit holding due alerts back, as last logged.
+    let mut pacing: Option<Wait> = None;
     loop {
         let ctx = ctx_rx.borrow().clone();
         if prepared.as_ref().is_none_or(|p| !Arc::ptr_eq(&p.ctx, &ctx)) {
-            // A new config: new settings, and new connections.
+            // A new config: new settings, and new connections; what each
+            // relay sent lately still counts against its limits.
+            let mut carried = None;
             if let Some(mut old) = prepared.take() {
                 old.close().await;
+                carried = Some(old.take_pace());
             }
             primary_next = None;
-            let fresh = Prepared::new(ctx.clone());
+            let mut fresh = Prepared::new(ctx.clone());
+            if let Some(pace) = carried {
+                fresh.carry_pace(pace);
+            }
             if fresh.fallback.is_none() {
                 health.no_fallback();
             }
@@ -221,11 +252,16 @@ pub async fn run(
             fallback: p.fallback.as_mut(),
             primary_next: &mut primary_next,
         };
-        let sent = deliver_due(&mut run, &mut index).await;
+        let (sent, held) = deliver_due(&mut run, &mut index).await;
         if index.entries.is_empty() {
             health.queue_empty();
         }
-        let next_due = index.next_due();
+        note_pacing(&mut pacing, held, &index, &health);
+        // Held back by a relay's limits: the due alerts wait for the pace.
+        let next_due = match held {
+            Some(wait) => Some(wait.until()),
+            None => index.next_due(),
+        };
         if sent {
             unsynced.get_or_insert_with(Instant::now);
         }
@@ -259,6 +295,32 @@ pub async fn run(
     }
 }
 
+/// Logs when a relay's limits begin to hold due alerts back (once per
+/// limit, not per alert), and keeps the health record's note of it, which
+/// `relayctl queue` and `relayctl health` show.
+fn note_pacing(pacing: &mut Option<Wait>, held: Option<Wait>, index: &Index, health: &Health) {
+    match held {
+        Some(wait) => {
+            if !pacing.is_some_and(|p| p.same_limit(&wait)) {
+                let now = SystemTime::now();
+                let waiting = index.entries.values().filter(|s| s.due(now)).count();
+                tracing::info!(
+                    waiting,
+                    next = %crate::when::rfc3339(wait.until()),
+                    "pacing: {wait}; due alerts wait for it"
+                );
+            }
+            health.paced(Some(crate::health::Paced {
+                reason: wait.to_string(),
+                until: crate::health::secs(wait.until()),
+            }));
+        }
+        None if pacing.is_some() => health.paced(None),
+        None => {}
+    }
+    *pacing = held;
+}
+
 /// Makes removals from `queue/` durable.
 async fn sync_queue(spool: &Spool) {
     let s = spool.clone();
@@ -279,7 +341,8 @@ struct Run<'a> {
 }
 
 /// Delivers every due entry of the index, keeping it up to date; returns
-/// whether any was sent.
+/// whether any was sent, and the limit that held the rest back, if one
+/// did (`relay.max_per_minute`, `relay.max_per_day`).
 ///
 /// Each entry goes to the primary relay. When that fails with a
 /// temporary class (unreachable, TLS or pin, AUTH, 4xx), and the primary
@@ -288,7 +351,7 @@ struct Run<'a> {
 /// fallback stands in, the primary is tried again at each step of the
 /// retry schedule, and takes over as soon as it works. A 5xx from the
 /// primary is final: such an alert is never sent elsewhere.
-async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
+async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> (bool, Option<Wait>) {
     let (spool, ctx, arrivals, health) = (run.spool, run.ctx, run.arrivals, run.health);
     let now = SystemTime::now();
     let due: Vec<Pending> = index
@@ -301,7 +364,7 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
         })
         .collect();
     if due.is_empty() {
-        return false;
+        return (false, None);
     }
     let max_lifetime = ctx.config.queue.max_lifetime.0;
     let retry: Vec<Duration> = ctx.config.queue.retry.iter().map(|d| d.0).collect();
@@ -310,6 +373,7 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
         retry: retry.clone(),
         now,
         health,
+        has_fallback: run.fallback.is_some(),
     };
     let fallback_after = ctx.config.fallback.as_ref().map(|f| f.fallback_after());
     // Whether the fallback may take an entry the primary could not: it
@@ -331,6 +395,7 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
     // the rest is deferred (or goes through the fallback) with its reason.
     let mut primary_down: Option<DeliverError> = None;
     let mut fallback_down: Option<DeliverError> = None;
+    let mut held: Option<Wait> = None;
     for p in due {
         let Some(entry) = index.take_entry(spool, arrivals, &p.id).await else {
             // Gone (delivered by an earlier run, deleted, quarantined).
@@ -349,13 +414,21 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
             continue;
         }
         let mut attempt = p.state.attempts + 1;
+        // The primary's limits hold the rest back, unless the fallback
+        // stands in for it: then the fallback may take them.
+        let fallback_stands_in = run.fallback.is_some() && standing_in(health);
+        let paced = run.primary.pacer.wait(SystemTime::now());
+        if paced.is_some() && !fallback_stands_in {
+            held = paced;
+            break;
+        }
         // While the fallback stands in, the primary waits for its retry step.
         // (Not while the fallback fails too: then the primary may be back.)
-        let primary_waits = run.fallback.is_some()
-            && standing_in(health)
-            && fallback_down.is_none()
-            && !health.fallback_failing()
-            && run.primary_next.is_some_and(|(_, t)| now < t);
+        let primary_waits = paced.is_some()
+            || (fallback_stands_in
+                && fallback_down.is_none()
+                && !health.fallback_failing()
+                && run.primary_next.is_some_and(|(_, t)| now < t));
         let mut outcome = None;
         if !primary_waits {
             let (tls, result) = run
@@ -371,6 +444,7 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
             match result {
                 Ok(reply) => {
                     *run.primary_next = None;
+                    run.primary.pacer.sent(SystemTime::now());
                     health.sent(Via::Primary, &run.primary.relay, SystemTime::now());
                     batch.log_sent(
                         &Attempt::new(&p, to, run.primary.through(), tls, attempt),
@@ -402,6 +476,10 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
         let outcome = match (outcome, run.fallback.as_deref_mut()) {
             (Some(done), _) => done.map_err(|(u, tls)| (u, Via::Primary, tls)),
             (None, Some(fallback)) => {
+                if let Some(wait) = fallback.pacer.wait(SystemTime::now()) {
+                    held = Some(wait);
+                    break;
+                }
                 if !health.fallback_told() {
                     tell_fallback(ctx, fallback, &mut fallback_down, &mut removals, health).await;
                 }
@@ -416,6 +494,7 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
                     .await;
                 match result {
                     Ok(reply) => {
+                        fallback.pacer.sent(SystemTime::now());
                         health.sent(Via::Fallback, &fallback.relay, SystemTime::now());
                         batch.log_sent(
                             &Attempt::new(&p, to, fallback.through(), tls, attempt),
@@ -455,7 +534,7 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> bool {
             }
         }
     }
-    removals.finish().await
+    (removals.finish().await, held)
 }
 
 /// The first message through the fallback: to the admins, naming the
@@ -614,6 +693,8 @@ struct Batch<'a> {
     retry: Vec<Duration>,
     now: SystemTime,
     health: &'a Health,
+    /// Whether a fallback relay is configured.
+    has_fallback: bool,
 }
 
 /// One attempt at one entry, as its log line names it.
@@ -650,7 +731,17 @@ impl Batch<'_> {
         let (status, error, done, still_queued) = match unsent {
             Unsent::Deferred(error) => {
                 let reason = error.to_string();
-                let state: State = p.state.after_failure(self.now, &self.retry, &reason);
+                let mut state: State = p.state.after_failure(self.now, &self.retry, &reason);
+                // The primary's quota holds the alert back, unless a
+                // fallback can take it meanwhile (a fallback's own quota
+                // says nothing of the primary's).
+                if error.class() == Class::Quota
+                    && a.route.via == Via::Primary
+                    && !self.has_fallback
+                {
+                    let not_before = crate::spool::unix_secs(self.now + QUOTA_WAIT);
+                    state.next_attempt = state.next_attempt.max(not_before);
+                }
                 let written = state.clone();
                 let done = tokio::task::spawn_blocking(move || s.defer(&id, &written)).await;
                 ("deferred", error, done, Some(state))

@@ -59,6 +59,10 @@ pub enum Class {
     /// A final refusal (5xx).
     #[serde(rename = "relay-5xx")]
     Relay5xx,
+    /// The account's sending quota is used up (a provider's quota reply,
+    /// 5xx though it is): it passes with time.
+    #[serde(rename = "quota")]
+    Quota,
     /// On this host: the TLS setup from the config, the password file, a
     /// message past its lifetime.
     #[serde(rename = "local")]
@@ -74,6 +78,7 @@ impl Class {
             Class::Auth => "auth",
             Class::Relay4xx => "relay-4xx",
             Class::Relay5xx => "relay-5xx",
+            Class::Quota => "quota",
             Class::Local => "local",
         }
     }
@@ -110,6 +115,11 @@ impl Class {
             Class::Relay5xx => {
                 "the relay refuses the mail for good: relayctl queue shows its reply; fix the \
                  sender, recipient or account it names, then relayctl test"
+            }
+            Class::Quota => {
+                "the relay's sending quota for the account is used up: the alerts wait and go \
+                 out when it resets (relayctl flush tries at once); set relay.max_per_day and \
+                 relay.max_per_minute under the provider's limits, and drop noise with [[routes]]"
             }
             Class::Local => "relayctl check names the problem on this host",
         }
@@ -253,6 +263,18 @@ pub struct Record {
     /// The fallback relay, while it stands in for the primary (whose
     /// failure is `failure`).
     pub fallback: Option<FallbackUse>,
+    /// While `relay.max_per_minute` or `relay.max_per_day` holds due
+    /// alerts back: why, and until when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paced: Option<Paced>,
+}
+
+/// Due alerts held back by the relay's limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paced {
+    pub reason: String,
+    /// When the next may leave (seconds).
+    pub until: u64,
 }
 
 /// A heartbeat that went out.
@@ -497,6 +519,20 @@ impl Health {
         }
     }
 
+    /// Due alerts are held back by the relay's limits (or no longer are).
+    pub fn paced(&self, paced: Option<Paced>) {
+        // Saved soon when the reason changes; a new time alone waits for
+        // the next regular save.
+        let changed = self.with(|r| {
+            let changed = r.paced.as_ref().map(|p| &p.reason) != paced.as_ref().map(|p| &p.reason);
+            r.paced = paced;
+            changed
+        });
+        if changed {
+            self.changed.notify_one();
+        }
+    }
+
     /// A verified connection to the relay `via` showed this certificate.
     pub fn relay_cert(&self, via: Via, cert: RelayCert) {
         let new = self.with(|r| {
@@ -641,6 +677,7 @@ mod tests {
             Class::Auth,
             Class::Relay4xx,
             Class::Relay5xx,
+            Class::Quota,
             Class::Local,
         ] {
             let json = serde_json::to_string(&class).unwrap();

@@ -38,6 +38,11 @@ p.add_argument("--rcpt-only", default="", help="give --rcpt-reply to this addres
 p.add_argument("--pipelining", action="store_true", help="announce PIPELINING (RFC 2920)")
 # Fault injection for tests/faults: misbehave in the first --fault-count
 # transactions (or sessions, for "slow"; -1: always), then behave.
+p.add_argument("--quota-after", type=int, default=-1,
+               help="after this many messages, answer --quota-reply (until OUTDIR/quota-lifted exists)")
+p.add_argument("--quota-reply", default="550 5.4.5 Daily user sending limit exceeded. For more information on Gmail sending limits go to https://support.google.com/a/answer/166852")
+p.add_argument("--quota-at", choices=["mail", "data"], default="mail",
+               help="where the quota reply comes: to MAIL FROM (Gmail) or after the message (Microsoft)")
 p.add_argument("--fault", choices=["drop-in-data", "drop-after-dot", "slow"])
 p.add_argument("--fault-count", type=int, default=1)
 p.add_argument("--fault-delay", type=float, default=10.0, help="seconds before each reply when slow")
@@ -53,6 +58,16 @@ def take_fault(kind):
         return False
     counter["faults"] -= 1
     return True
+
+
+def over_quota(at):
+    """Whether the account's sending quota is used up, at this stage."""
+    return (
+        args.quota_after >= 0
+        and args.quota_at == at
+        and counter["n"] >= args.quota_after
+        and not os.path.exists(os.path.join(args.outdir, "quota-lifted"))
+    )
 
 
 def event(kind, session, **extra):
@@ -75,6 +90,9 @@ class Handler:
 
     async def handle_MAIL(self, server, session, envelope, address, options):
         event("mail", session, address=address, auth=bool(session.authenticated))
+        if over_quota("mail"):
+            event("quota", session, stage="mail")
+            return args.quota_reply
         envelope.mail_from = address
         return "250 OK"
 
@@ -86,6 +104,9 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if over_quota("data"):
+            event("quota", session, stage="data")
+            return args.quota_reply
         counter["n"] += 1
         name = "%d.eml" % counter["n"]
         with open(os.path.join(args.outdir, name + ".tmp"), "wb") as f:
