@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")"
 seconds=${1:-30}
-for target in transform smtp_session data_reader config relay_reply ehlo sendmail_args incoming; do
+for target in transform smtp_session data_reader config relay_reply ehlo sendmail_args incoming token_response; do
     work=$(mktemp -d)
     log="$work.log"
     echo "== $target: $seconds s"

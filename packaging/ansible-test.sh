@@ -119,7 +119,7 @@ RULES
 cat > "$work/test.yml" <<VARS
 alert_relay_deb: $deb
 alert_relay_keys_from: $work/sd
-alert_relay_iptables_rules: $work/rules_v4
+alert_relay_iptables_rules: [$work/rules_v4, $work/absent.v4]
 alert_relay_iptables_apply: false
 alert_relay_start: false
 VARS
@@ -188,4 +188,16 @@ recap=$(play fourth)
 echo "  $recap"
 [ "$(changed "$recap")" = 0 ] || { cat "$work/fourth.log"; fail "the run after that changed something"; }
 pass "and again: changed=0"
+echo "== 5. a key file that is not there stops the role before it changes anything"
+set +e
+ANSIBLE_NOCOLOR=1 "$venv/bin/ansible-playbook" -i localhost, --connection=local \
+    -e alert_relay_hosts=localhost -e ansible_python_interpreter="$venv/bin/python3" \
+    -e @"$work/site-specific" -e @"$work/test.yml" -e alert_relay_keys_from="$work/nowhere" \
+    packaging/ansible/playbook.yml > "$work/fifth.log" 2>&1
+code=$?
+set -e
+[ "$code" != 0 ] || fail "the role went on without the key files"
+grep -q "does not exist: set alert_relay_keys_from" "$work/fifth.log" || { cat "$work/fifth.log"; fail "no reason given"; }
+grep -E '^localhost +:' "$work/fifth.log" | grep -q 'changed=0' || { cat "$work/fifth.log"; fail "it changed something"; }
+pass "stopped at the check, changed=0"
 echo "ansible-test: all checks passed"

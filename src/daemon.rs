@@ -581,9 +581,8 @@ async fn pickup_loop(
 async fn pickup_once(spool: &Spool, ctx: &Arc<Context>, arrivals: &Arrivals) {
     let s = spool.clone();
     let ctx = ctx.clone();
-    // A submission is at most one message, encrypted (about 1.4 times
-    // its size), with its header: twice the size limit is ample.
-    let max_bytes = ctx.config.listen.max_message_size.0.saturating_mul(2) + (64 << 10);
+    // A submission is at most one message, encrypted and padded.
+    let max_bytes = ctx.config.max_submission_bytes();
     let picked =
         tokio::task::spawn_blocking(move || s.pickup(max_bytes, |e| crate::ingest::admit(&ctx, e)))
             .await;

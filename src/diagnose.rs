@@ -140,6 +140,24 @@ fn steps(opts: &Options<'_>, report: &mut Report) -> bool {
     };
 
     for (section, relay) in config.relays() {
+        if let Some(client) = crate::oauth2::Client::for_relay(relay, &config.queue.dir) {
+            let step = hop_step(section, "sign-in");
+            match client.and_then(|c| c.stored().map(|s| (c, s))) {
+                Ok((c, s)) => {
+                    report.step(
+                        true,
+                        &step,
+                        &format!(
+                            "an OAuth 2.0 sign-in of {} is stored in {}",
+                            crate::when::rfc3339(crate::health::time(s.signed_in)),
+                            c.store.path().display()
+                        ),
+                    );
+                }
+                Err(e) => ok &= report.step(false, &step, &e.to_string()),
+            }
+            continue;
+        }
         let step = hop_step(section, "password");
         match &relay.username {
             None => {
@@ -347,7 +365,7 @@ async fn network(
         name: &name,
     };
     let report = &mut report;
-    let s = match Settings::for_relay(hop.relay, &helo) {
+    let s = match Settings::for_relay(hop.relay, &helo, &config.queue.dir) {
         Ok(s) => s,
         Err(e) => return report.step(false, "TLS setup", &e.to_string()),
     };
@@ -387,6 +405,26 @@ async fn network(
         }
         Err(e) => return report.step(false, "TLS", &e.to_string()),
     };
+    // OAuth 2.0: the refresh works, before the relay sees the token.
+    match &s.oauth2 {
+        Some(Ok(tokens)) => match tokens.get(false).await {
+            Ok(_) => {
+                let until = tokens
+                    .expires()
+                    .await
+                    .map(crate::when::rfc3339)
+                    .unwrap_or_default();
+                report.step(
+                    true,
+                    "OAuth2",
+                    &format!("an access token from the token endpoint, valid until {until}"),
+                );
+            }
+            Err(e) => return report.step(false, "OAuth2", &e.to_string()),
+        },
+        Some(Err(e)) => return report.step(false, "OAuth2", &e.to_string()),
+        None => {}
+    }
     match conn.login(&s).await {
         Ok(()) => {
             let who = s

@@ -26,6 +26,7 @@ pub mod encrypt;
 pub mod health;
 pub mod ingest;
 pub mod message;
+pub mod oauth2;
 pub mod os;
 pub mod reply;
 pub mod route;

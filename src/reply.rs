@@ -62,11 +62,20 @@ impl Reply {
     /// SubmissionQuotaExceededException`. Such a reply defers the mail;
     /// it never fails it.
     pub fn is_quota(&self) -> bool {
-        let text = self.lines.join(" ");
-        let lower = text.to_ascii_lowercase();
-        let enhanced = lower.split_whitespace().next();
-        matches!(enhanced, Some("5.4.5" | "4.4.5"))
-            || lower.contains("quotaexceeded")
+        // A 4xx is temporary anyway, on the normal schedule.
+        if self.code < 500 {
+            return false;
+        }
+        let lower = self.lines.join(" ").to_ascii_lowercase();
+        let enhanced = lower.split_whitespace().next().unwrap_or("");
+        // X.2.2 is the mailbox full: a person must act, not wait.
+        if enhanced.ends_with(".2.2") {
+            return false;
+        }
+        enhanced == "5.4.5"
+            // Microsoft's recipient rate limit.
+            || enhanced == "5.1.90"
+            || lower.contains("submissionquotaexceeded")
             || ((lower.contains("sending limit") || lower.contains("sending quota"))
                 && lower.contains("exceeded"))
     }
@@ -220,7 +229,11 @@ mod tests {
                 "5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed \
                  to process message due to a permanent exception",
             ),
-            (451, "4.4.5 Sending limit exceeded, try again later"),
+            (
+                550,
+                "5.1.90 Your message can't be sent because you've reached your daily limit \
+                 for message recipients",
+            ),
         ] {
             assert!(Reply::new(code, text).is_quota(), "{text}");
         }
@@ -235,6 +248,14 @@ mod tests {
             (
                 550,
                 "5.7.30 Basic authentication is not supported for Client Submission",
+            ),
+            // Temporary already; congestion, not a quota.
+            (452, "4.4.5 Insufficient disk space; try again later"),
+            (451, "4.4.5 Sending limit exceeded, try again later"),
+            // The sender's own mailbox is full: someone must act.
+            (
+                554,
+                "5.2.2 STOREDRV.Submission.Exception:QuotaExceededException",
             ),
         ] {
             assert!(!Reply::new(code, text).is_quota(), "{text}");

@@ -154,6 +154,46 @@ const BAD: &[(&str, &str, &str)] = &[
         "relay.max_per_day: invalid value",
     ),
     (
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\nauth = \"oauth2\"",
+        "relay.oauth2: is missing: auth = \"oauth2\" needs [relay.oauth2]",
+    ),
+    (
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\nauth = \"oauth2\"\nusername = \"u\"\noauth2 = { provider = \"microsoft\", client_id = \"x\" }",
+        "relay.oauth2.tenant: is missing",
+    ),
+    (
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\nauth = \"oauth2\"\noauth2 = { provider = \"microsoft\", client_id = \"x\", tenant = \"contoso.onmicrosoft.com\" }",
+        "relay.username: is missing: with OAuth 2.0 it is the mailbox that signs in",
+    ),
+    (
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\nauth = \"oauth2\"\nusername = \"u\"\noauth2 = { provider = \"google\", client_id = \"x\" }",
+        "relay.oauth2.client_secret_file: is missing",
+    ),
+    (
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\nauth = \"oauth2\"\nusername = \"u\"\noauth2 = { provider = \"custom\", client_id = \"x\", scope = \"s\", token_endpoint = \"http://idp/token\", device_authorization_endpoint = \"https://idp/device\" }",
+        "relay.oauth2.token_endpoint: \"http://idp/token\" is not an https:// address",
+    ),
+    (
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\nauth = \"oauth2\"\nusername = \"u\"\noauth2 = { provider = \"yahoo\", client_id = \"x\" }",
+        "relay.oauth2.provider: unknown variant `yahoo`",
+    ),
+    (
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\noauth2 = { provider = \"microsoft\", client_id = \"x\", tenant = \"t\" }",
+        "relay.oauth2: is set, but relay.auth is \"password\"",
+    ),
+    (
+        "host = \"127.0.0.1\"",
+        "host = \"127.0.0.1\"\nauth = \"kerberos\"",
+        "relay.auth: unknown variant `kerberos`",
+    ),
+    (
         "[aliases]",
         "[message]\npad = \"4 parsecs\"\n\n[aliases]",
         "message.pad: \"4 parsecs\" is not a padding; write \"padme\", \"none\" or a size",

@@ -574,3 +574,20 @@ fn without_padding_the_sizes_differ() {
         .collect();
     assert!(sizes[1] > sizes[0] + 2000, "{sizes:?}");
 }
+
+#[test]
+fn a_message_at_the_size_limit_with_bare_lf_and_padding_is_taken_not_set_aside() {
+    // Every bare LF becomes CRLF (twice the bytes), then the padding, then
+    // the armor: what sendmail writes must not outgrow what the daemon
+    // reads back, or an alert sendmail said it took would be set aside.
+    let setup = Setup::with_listen("max_message_size = \"256KiB\"\n");
+    setup.write_config(&setup.config_text("\n[message]\npad = \"1MiB\"\n"));
+    let mut message = b"Subject: a long report\n\n".to_vec();
+    while message.len() < 250 << 10 {
+        message.extend_from_slice(b"x\n");
+    }
+    let entries = submit(&setup, &message, &["root"]);
+    assert_eq!(entries.len(), 1);
+    assert!(setup.entries("corrupt").is_empty());
+    assert!(entries[0].payload.len() > 1 << 20, "padded to 1 MiB");
+}

@@ -304,7 +304,15 @@ fn a_fallback_certificate_pinned_by_digest_that_expires_soon_is_a_warning_too() 
 
 #[test]
 fn when_the_primarys_quota_is_used_up_the_fallback_takes_the_alerts() {
-    let primary = Relay::start(&["--quota-after", "0"]);
+    // Gmail refuses at MAIL FROM; Microsoft after the message, which is
+    // an answer (the relay does not have it), not a lost reply.
+    for at in ["mail", "data"] {
+        quota_then_fallback(at);
+    }
+}
+
+fn quota_then_fallback(at: &str) {
+    let primary = Relay::start(&["--quota-after", "0", "--quota-at", at]);
     let fallback = Relay::start(&[]);
     let setup = with_fallback(primary.port, "", &fallback);
     let daemon = setup.start();
@@ -322,5 +330,35 @@ fn when_the_primarys_quota_is_used_up_the_fallback_takes_the_alerts() {
     );
     assert!(primary.count("quota") >= 1);
     assert!(primary.messages().is_empty());
+    assert!(setup.entries("failed").is_empty());
+}
+
+#[test]
+fn when_the_primarys_daily_limit_is_reached_the_fallback_takes_the_rest() {
+    let primary = Relay::start(&[]);
+    let fallback = Relay::start(&[]);
+    let setup = with_fallback(primary.port, "max_per_day = 1\n", &fallback);
+    let daemon = setup.start();
+    for n in 0..3 {
+        send(&setup, &format!("MARKER-DAY-{n}"));
+    }
+    // One through the primary; past fallback_after the other two (and
+    // the admins' notice) through the fallback.
+    let got = fallback.wait_messages(3);
+    assert!(got.len() >= 3, "{}", daemon.log());
+    assert_eq!(primary.messages().len(), 1);
+    let gpg = Gpg::with_keys(&["alerts"]);
+    let mut texts = plaintexts(&primary, &gpg);
+    texts.extend(plaintexts(&fallback, &gpg));
+    for n in 0..3 {
+        let marker = format!("MARKER-DAY-{n}");
+        assert!(texts.iter().any(|t| t.contains(&marker)), "{marker}");
+    }
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("relay.max_per_day = 1 reached")),
+        "the notice names the limit"
+    );
     assert!(setup.entries("failed").is_empty());
 }

@@ -160,6 +160,20 @@ pub enum Command {
         #[arg(long)]
         prometheus: bool,
     },
+    /// OAuth 2.0 sign-in for relay.auth = "oauth2".
+    ///
+    /// login signs in once: with a device code to enter on any device
+    /// (Microsoft), or with an address to open in any browser and the
+    /// address it ends at pasted back (Google). The refresh token goes to
+    /// oauth2.json in the spool (the daemon's, mode 0600), never to the
+    /// screen or relay.toml. status shows what is stored, without a token.
+    #[command(after_help = "Examples:
+  relayctl oauth2 login
+  relayctl oauth2 status")]
+    Oauth2 {
+        #[command(subcommand)]
+        action: Oauth2Action,
+    },
     /// Shows which route a saved message would take, and to whom.
     ///
     /// Applies the [[routes]] of relay.toml to FILE as the daemon would
@@ -276,4 +290,13 @@ pub enum Command {
 /// Lets SIGPIPE end the process (see [`crate::os::die_on_broken_pipe`]).
 pub fn die_on_broken_pipe() {
     crate::os::die_on_broken_pipe();
+}
+
+/// `relayctl oauth2 ...`.
+#[derive(Debug, Subcommand)]
+pub enum Oauth2Action {
+    /// Signs in and stores the refresh token.
+    Login,
+    /// Shows the endpoints and what is stored, never a token.
+    Status,
 }

@@ -57,6 +57,10 @@ pub fn run(cli: Relayctl) -> u8 {
         Command::Delete { id, yes } => control::delete(&path, &id, yes),
         Command::Queue { json } => control::queue(&path, json),
         Command::Route { file, to } => control::route_command(&path, &file, &to),
+        Command::Oauth2 { action } => match action {
+            crate::cli::Oauth2Action::Login => control::oauth2_login(&path),
+            crate::cli::Oauth2Action::Status => control::oauth2_status(&path),
+        },
         Command::Health { json, prometheus } => control::health_command(
             &path,
             match (json, prometheus) {

@@ -9,6 +9,7 @@
 //! unprivileged `sendmail` cannot read the secrets: that the password file
 //! exists and is private.
 
+mod oauth2;
 mod password;
 mod values;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::route::{Address, Recipient, Router};
+pub use oauth2::{AuthMethod, DEFAULT_REDIRECT, Endpoints, OAuth2Config, Provider};
 pub use password::{CREDENTIAL_SOURCE, PasswordSource};
 pub use values::{ByteSize, HumanDuration, KeyFingerprint, Pin, colon_hex};
 
@@ -220,6 +222,11 @@ pub struct Relay {
     /// At most this many messages in any 24 hours (none: no limit): under
     /// a provider's daily quota, so that a flood cannot use it up.
     pub max_per_day: Option<u32>,
+    /// "password" (the default) or "oauth2".
+    #[serde(default)]
+    pub auth: AuthMethod,
+    /// `[relay.oauth2]`, with `auth = "oauth2"`.
+    pub oauth2: Option<OAuth2Config>,
 }
 
 fn default_relay_port() -> u16 {
@@ -253,6 +260,19 @@ impl Relay {
     pub fn fallback_after(&self) -> Duration {
         self.fallback_after
             .map_or(Duration::from_secs(15 * 60), |d| d.0)
+    }
+
+    /// The sending limits: the keys, else the OAuth 2.0 provider's
+    /// preset (per minute, per day).
+    pub fn limits(&self) -> (Option<u32>, Option<u32>) {
+        let preset = match (&self.auth, &self.oauth2) {
+            (AuthMethod::Oauth2, Some(o)) => o.preset_limits(),
+            _ => (None, None),
+        };
+        (
+            self.max_per_minute.or(preset.0),
+            self.max_per_day.or(preset.1),
+        )
     }
 
     /// Where the SASL password is read from.
@@ -495,6 +515,41 @@ impl Config {
                     _ => {}
                 }
             }
+            match (relay.auth, &relay.oauth2) {
+                (AuthMethod::Oauth2, _) if section != "relay" => bad(
+                    &key("auth"),
+                    "\"oauth2\" is for [relay] only; the fallback signs in with a password".into(),
+                ),
+                (AuthMethod::Oauth2, None) => bad(
+                    &key("oauth2"),
+                    "is missing: auth = \"oauth2\" needs [relay.oauth2] with provider and \
+                     client_id"
+                        .into(),
+                ),
+                (AuthMethod::Oauth2, Some(o)) => {
+                    if relay.username.is_none() {
+                        bad(
+                            &key("username"),
+                            "is missing: with OAuth 2.0 it is the mailbox that signs in".into(),
+                        );
+                    }
+                    if relay.password_file.is_some() {
+                        bad(
+                            &key("password_file"),
+                            "is set, but auth = \"oauth2\" uses no password: remove it".into(),
+                        );
+                    }
+                    for (k, message) in o.problems() {
+                        bad(&key(&format!("oauth2.{k}")), message);
+                    }
+                }
+                (AuthMethod::Password, Some(_)) => bad(
+                    &key("oauth2"),
+                    "is set, but relay.auth is \"password\": set auth = \"oauth2\" to use it"
+                        .into(),
+                ),
+                (AuthMethod::Password, None) => {}
+            }
             if relay.password_file.is_some() && relay.username.is_none() {
                 bad(
                     &key("username"),
@@ -646,6 +701,25 @@ impl Config {
     /// `relayctl check` cannot pass what the daemon will not find).
     pub fn check_secrets(&self) -> Result<(), ConfigError> {
         for (section, relay) in self.relays() {
+            if let (AuthMethod::Oauth2, Some(o)) = (relay.auth, &relay.oauth2) {
+                // The client secret, then a stored sign-in of this client.
+                if let Some(path) = &o.client_secret_file {
+                    PasswordSource::File(path.clone()).read().map_err(|m| {
+                        ConfigError::one(
+                            &self.path,
+                            &format!("{section}.oauth2.client_secret_file"),
+                            m,
+                        )
+                    })?;
+                }
+                let client = crate::oauth2::Client::new(o, &self.queue.dir).map_err(|e| {
+                    ConfigError::one(&self.path, &format!("{section}.oauth2"), e.to_string())
+                })?;
+                client.stored().map_err(|e| {
+                    ConfigError::one(&self.path, &format!("{section}.oauth2"), e.to_string())
+                })?;
+                continue;
+            }
             if relay.username.is_none() {
                 continue;
             }
@@ -659,6 +733,27 @@ impl Config {
                 .map_err(|m| ConfigError::one(&self.path, &key, m))?;
         }
         Ok(())
+    }
+
+    /// The most bytes one encrypted entry of a message can take, as
+    /// `sendmail` writes it to `incoming/` and the daemon reads it back:
+    /// the largest message with every bare LF made CRLF (twice its size),
+    /// its padding, then armored (4/3, plus line ends: 11/8), and room for
+    /// the header. Smaller, and a legitimate submission would be set aside
+    /// after `sendmail` said it was taken.
+    pub fn max_submission_bytes(&self) -> u64 {
+        let plain = self
+            .listen
+            .max_message_size
+            .0
+            .saturating_mul(2)
+            .saturating_add(64 << 10);
+        let padding = match self.message.pad {
+            crate::encrypt::Padding::None => 0,
+            crate::encrypt::Padding::Padme => plain / 8,
+            crate::encrypt::Padding::Multiple(n) => n,
+        };
+        plain.saturating_add(padding).saturating_mul(11) / 8 + (64 << 10)
     }
 
     /// The relays with the name of their section: `relay`, then

@@ -82,6 +82,7 @@ pub fn fingerprint(path: &Path, relay: Option<&str>, starttls: bool, implicit: b
         timeout,
         helo: "relayctl".into(),
         identity: None,
+        oauth2: None,
         password: PasswordSource::Credential,
     };
     let runtime = match crate::runtime::new() {

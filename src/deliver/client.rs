@@ -21,6 +21,7 @@ pub use super::error::{Class, DeliverError, Stage};
 use super::tls::{CertInfo, Tls};
 use crate::config::{PasswordSource, TlsMode};
 use crate::health::CertCheck;
+use crate::oauth2::{TokenError, TokenSource};
 pub use crate::reply::Reply;
 use crate::reply::{Capabilities, ReplyParser};
 
@@ -41,6 +42,9 @@ pub struct Settings {
     /// The SASL identity; `None` means no AUTH.
     pub identity: Option<String>,
     pub password: PasswordSource,
+    /// With `relay.auth = "oauth2"`: the access tokens, in place of the
+    /// password (`Err`: why there can be none).
+    pub oauth2: Option<Result<Arc<TokenSource>, TokenError>>,
 }
 
 impl Settings {
@@ -49,13 +53,15 @@ impl Settings {
         config: &crate::config::Config,
         helo: &str,
     ) -> Result<Settings, super::tls::TlsSetupError> {
-        Settings::for_relay(&config.relay, helo)
+        Settings::for_relay(&config.relay, helo, &config.queue.dir)
     }
 
     /// The settings of one relay section (`[relay]` or `[fallback]`).
+    /// `spool` is where an OAuth 2.0 sign-in is stored.
     pub fn for_relay(
         relay: &crate::config::Relay,
         helo: &str,
+        spool: &std::path::Path,
     ) -> Result<Settings, super::tls::TlsSetupError> {
         Ok(Settings {
             host: relay.host.clone(),
@@ -66,6 +72,8 @@ impl Settings {
             helo: helo.to_string(),
             identity: relay.sasl_identity(),
             password: relay.password_source(),
+            oauth2: crate::oauth2::Client::for_relay(relay, spool)
+                .map(|client| client.map(|c| Arc::new(TokenSource::new(c)))),
         })
     }
 
@@ -136,9 +144,31 @@ impl Connection {
         let Some(identity) = &s.identity else {
             return Ok(());
         };
-        self.conn
-            .auth(identity, &s.password, &self.capabilities)
-            .await
+        match &s.oauth2 {
+            Some(Ok(tokens)) => {
+                // A refused token is refreshed, once, before giving up:
+                // it may have been revoked or cut short since it was had.
+                let mut refused = None;
+                for fresh in [false, true] {
+                    let token = tokens.get(fresh).await.map_err(DeliverError::OAuth2)?;
+                    match self
+                        .conn
+                        .auth_bearer(identity, &token, &self.capabilities, s)
+                        .await?
+                    {
+                        None => return Ok(()),
+                        Some(e) => refused = Some(e),
+                    }
+                }
+                Err(refused.unwrap_or(DeliverError::NoAuthMechanism(String::new())))
+            }
+            Some(Err(e)) => Err(DeliverError::OAuth2(e.clone())),
+            None => {
+                self.conn
+                    .auth(identity, &s.password, &self.capabilities)
+                    .await
+            }
+        }
     }
 
     /// MAIL FROM and RCPT TO, without data: what `relayctl test --no-send`
@@ -447,6 +477,115 @@ impl<S: Stream> Conn<S> {
             Err(DeliverError::AuthFailed(reply))
         }
     }
+}
+
+impl<S: Stream> Conn<S> {
+    /// A command that holds a secret: the line is built and sent from
+    /// zeroized memory.
+    async fn command_secret(&mut self, stage: Stage, line: &str) -> Result<Reply, DeliverError> {
+        let mut bytes = Zeroizing::new(Vec::with_capacity(line.len() + 2));
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.write(stage, &bytes).await?;
+        self.read_reply(stage).await
+    }
+
+    /// SASL OAUTHBEARER (RFC 7628) when the relay offers it, else XOAUTH2
+    /// (Microsoft offers only that), with `token` for `user`. `Ok(None)`
+    /// is success, `Ok(Some(why))` the relay's refusal (the connection is
+    /// still usable for another try), `Err` a failure of the connection.
+    async fn auth_bearer(
+        &mut self,
+        user: &str,
+        token: &str,
+        caps: &Capabilities,
+        s: &Settings,
+    ) -> Result<Option<DeliverError>, DeliverError> {
+        let offered = caps.auth_mechanisms();
+        let oauthbearer = offered.iter().any(|m| m == "OAUTHBEARER");
+        if !oauthbearer && !offered.iter().any(|m| m == "XOAUTH2") {
+            return Err(DeliverError::NoAuthMechanism(format!(
+                "{}; relay.auth = \"oauth2\" needs XOAUTH2 or OAUTHBEARER",
+                if offered.is_empty() {
+                    "no AUTH at all".to_string()
+                } else {
+                    offered.join(" ")
+                }
+            )));
+        }
+        let (name, payload) = if oauthbearer {
+            // RFC 5801's saslname: "," and "=" escaped.
+            let user = user.replace('=', "=3D").replace(',', "=2C");
+            (
+                "OAUTHBEARER",
+                Zeroizing::new(format!(
+                    "n,a={user},\x01host={}\x01port={}\x01auth=Bearer {token}\x01\x01",
+                    s.host, s.port
+                )),
+            )
+        } else {
+            (
+                "XOAUTH2",
+                Zeroizing::new(format!("user={user}\x01auth=Bearer {token}\x01\x01")),
+            )
+        };
+        let encoded =
+            Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(payload.as_bytes()));
+        // RFC 4954: no initial response on a line longer than SMTP's 512
+        // octets; Microsoft's tokens (2 to 5 KB) go after a 334.
+        let inline = Zeroizing::new(format!("AUTH {name} {}", &*encoded));
+        let reply = if inline.len() + 2 <= 512 {
+            self.command_secret(Stage::Auth, &inline).await?
+        } else {
+            let go = self.command(Stage::Auth, &format!("AUTH {name}")).await?;
+            if go.code != 334 {
+                return Ok(Some(DeliverError::OAuth2Refused {
+                    reply: go,
+                    status: None,
+                }));
+            }
+            self.command_secret(Stage::Auth, &encoded).await?
+        };
+        match reply.code {
+            235 => Ok(None),
+            // The error challenge (RFC 7628 3.2.2): the client answers
+            // (an empty line for XOAUTH2, ^A for OAUTHBEARER) and the
+            // relay then says its final word.
+            334 => {
+                let status = challenge_status(&reply);
+                let answer = if oauthbearer { "AQ==" } else { "" };
+                let last = self.command(Stage::Auth, answer).await?;
+                Ok(Some(DeliverError::OAuth2Refused {
+                    reply: last,
+                    status,
+                }))
+            }
+            _ => Ok(Some(DeliverError::OAuth2Refused {
+                reply,
+                status: None,
+            })),
+        }
+    }
+}
+
+/// The `status` of an OAuth error challenge (base64 JSON), for the log.
+fn challenge_status(reply: &Reply) -> Option<String> {
+    let text = reply.lines.first()?;
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    let status = value.get("status")?;
+    let status = status
+        .as_str()
+        .map_or_else(|| status.to_string(), str::to_string);
+    Some(
+        status
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(40)
+            .collect(),
+    )
 }
 
 /// The plain part of a `starttls` connection: greeting, EHLO, STARTTLS.

@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use super::tls::{CertInfo, TlsSetupError};
+use crate::oauth2::TokenError;
 use crate::reply::Reply;
 
 /// Where a conversation with the relay failed.
@@ -75,6 +76,14 @@ pub enum DeliverError {
     NoAuthMechanism(String),
     Password(String),
     AuthFailed(Reply),
+    /// No OAuth 2.0 access token could be had (`relay.auth = "oauth2"`).
+    OAuth2(TokenError),
+    /// The relay refused the access token: its final reply, and the
+    /// `status` of its error challenge if it sent one.
+    OAuth2Refused {
+        reply: Reply,
+        status: Option<String>,
+    },
     Rejected {
         stage: Stage,
         reply: Reply,
@@ -125,7 +134,12 @@ impl DeliverError {
             DeliverError::NoStartTls | DeliverError::Certificate { .. } | DeliverError::Tls(_) => {
                 Class::Tls
             }
-            DeliverError::NoAuthMechanism(_) | DeliverError::AuthFailed(_) => Class::Auth,
+            DeliverError::NoAuthMechanism(_)
+            | DeliverError::AuthFailed(_)
+            | DeliverError::OAuth2Refused { .. } => Class::Auth,
+            DeliverError::OAuth2(e) if e.is_temporary() => Class::Unreachable,
+            DeliverError::OAuth2(TokenError::Setup(_) | TokenError::Store(_)) => Class::Local,
+            DeliverError::OAuth2(_) => Class::Auth,
             DeliverError::Rejected { reply, .. } if reply.is_quota() => Class::Quota,
             DeliverError::Rejected { reply, .. } if reply.is_permanent() => Class::Relay5xx,
             DeliverError::Rejected { .. } => Class::Relay4xx,
@@ -136,6 +150,19 @@ impl DeliverError {
     /// FROM or RCPT TO): then the relay cannot hold the message.
     pub fn before_data(&self) -> bool {
         matches!(self.stage(), Stage::Rset | Stage::Mail | Stage::Rcpt)
+    }
+
+    /// Whether the relay may hold the message: the whole of it went out
+    /// and no reply to its final dot came (lost, late or garbled). Then
+    /// it must not be sent anywhere else. A refusal at that point is an
+    /// answer: the relay does not have it.
+    pub fn relay_may_have_it(&self) -> bool {
+        match self {
+            DeliverError::Timeout(stage)
+            | DeliverError::Io { stage, .. }
+            | DeliverError::Protocol { stage, .. } => *stage == Stage::DataEnd,
+            _ => false,
+        }
     }
 
     /// Whether the connection is still usable for the next message.
@@ -155,7 +182,9 @@ impl DeliverError {
             DeliverError::Certificate { .. } | DeliverError::Tls(_) => Stage::Tls,
             DeliverError::NoAuthMechanism(_)
             | DeliverError::Password(_)
-            | DeliverError::AuthFailed(_) => Stage::Auth,
+            | DeliverError::AuthFailed(_)
+            | DeliverError::OAuth2(_)
+            | DeliverError::OAuth2Refused { .. } => Stage::Auth,
             DeliverError::Rejected { stage, .. } => *stage,
         }
     }
@@ -253,6 +282,32 @@ impl fmt::Display for DeliverError {
                 "authentication failed: check relay.username, relay.domain and relay.password_file \
                  (relay said: {reply})"
             ),
+            DeliverError::OAuth2(e) => write!(f, "{e}"),
+            DeliverError::OAuth2Refused { reply, status } => {
+                let status = status
+                    .as_ref()
+                    .map(|s| format!(", status {s}"))
+                    .unwrap_or_default();
+                let text = reply.to_string();
+                if text.contains("5.7.139") || text.contains("SmtpClientAuthentication") {
+                    write!(
+                        f,
+                        "the relay refused the OAuth 2.0 sign-in (relay said: {reply}{status}): \
+                         SMTP AUTH is turned off for the mailbox or the tenant; in Exchange \
+                         Online: Set-CASMailbox -Identity MAILBOX -SmtpClientAuthenticationDisabled \
+                         $false"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "the relay refused the OAuth 2.0 access token, fresh from the token \
+                         endpoint too (relay said: {reply}{status}): relay.username must be the \
+                         mailbox that signed in with relayctl oauth2 login, the app must have \
+                         the mail scope (relay.oauth2.scope), and SMTP AUTH must be on for the \
+                         mailbox"
+                    )
+                }
+            }
             DeliverError::Rejected { stage, reply } if reply.is_quota() => write!(
                 f,
                 "{stage} refused: {reply} (the account's sending quota is used up: the alert \

@@ -32,9 +32,10 @@ pub struct Limits {
 
 impl Limits {
     pub fn of(relay: &Relay) -> Limits {
+        let (per_minute, per_day) = relay.limits();
         Limits {
-            per_minute: relay.max_per_minute,
-            per_day: relay.max_per_day,
+            per_minute,
+            per_day,
         }
     }
 }
@@ -108,6 +109,16 @@ impl Pacer {
 
     /// Whether a message may leave at `now`, or why it must wait.
     pub fn wait(&mut self, now: SystemTime) -> Option<Wait> {
+        // The clock stepped back (a time sync at boot, after a hardware
+        // clock that ran ahead): what seems sent in the future was sent
+        // now, at the latest. Else a step of a year would hold alerts a
+        // year.
+        if self.last.is_some_and(|t| t > now) {
+            self.last = Some(now);
+        }
+        for t in self.day.iter_mut().filter(|t| **t > now) {
+            *t = now;
+        }
         if let Some(limit) = self.limits.per_day {
             while self
                 .day
@@ -222,6 +233,21 @@ mod tests {
         assert_eq!(p.wait(at(86_400.0)), None, "the first has aged out");
         p.sent(at(86_400.0));
         assert_eq!(p.wait(at(86_405.0)).unwrap().until(), at(86_410.0));
+    }
+
+    #[test]
+    fn a_clock_stepped_back_holds_nothing_longer_than_the_limit_says() {
+        let mut p = pacer(Some(30), Some(3));
+        for t in 0..3 {
+            p.sent(at(365.0 * 86_400.0 + f64::from(t)));
+        }
+        // A year back: the next minute's spacing and the day's window
+        // count from now, not from a year ahead.
+        let w = p.wait(at(0.0)).unwrap();
+        assert!(w.until() <= at(86_400.0), "{w:?}");
+        let mut p = pacer(Some(30), None);
+        p.sent(at(365.0 * 86_400.0));
+        assert_eq!(p.wait(at(0.0)).unwrap().until(), at(2.0));
     }
 
     #[test]

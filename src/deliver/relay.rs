@@ -3,6 +3,7 @@
 //! it. The runner has one for `[relay]` and, when configured, one for
 //! `[fallback]`.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::client::{Connection, DeliverError, Reply, Settings};
@@ -57,8 +58,9 @@ pub struct Kept {
 }
 
 impl Route {
-    pub fn new(via: Via, relay: &Relay, helo: &str, sender: &str) -> Route {
-        let settings = Settings::for_relay(relay, helo).map_err(DeliverError::Setup);
+    /// `spool` is where an OAuth 2.0 sign-in is stored.
+    pub fn new(via: Via, relay: &Relay, helo: &str, sender: &str, spool: &Path) -> Route {
+        let settings = Settings::for_relay(relay, helo, spool).map_err(DeliverError::Setup);
         if let Err(e) = &settings {
             tracing::error!(relay = %format!("{}:{}", relay.host, relay.port), "cannot deliver: {e}");
         }
@@ -75,11 +77,27 @@ impl Route {
     }
 
     /// Takes over what the same relay under the previous config sent
-    /// lately: a reload does not reset its limits.
-    pub fn carry_pace(&mut self, old: Pacer) {
+    /// lately: a reload does not reset its limits. A relay that changed
+    /// host or port starts afresh: another account's sends say nothing of
+    /// this one's limits.
+    pub fn carry_pace(&mut self, old: Pacer, old_relay: &str) {
+        if old_relay != self.relay {
+            return;
+        }
         let limits = self.pacer.limits();
         self.pacer = old;
         self.pacer.set_limits(limits);
+    }
+
+    /// The OAuth 2.0 access tokens, with `relay.auth = "oauth2"`.
+    pub fn tokens(&self) -> Option<std::sync::Arc<crate::oauth2::TokenSource>> {
+        match &self.settings {
+            Ok(Settings {
+                oauth2: Some(Ok(tokens)),
+                ..
+            }) => Some(tokens.clone()),
+            _ => None,
+        }
     }
 
     pub fn through(&self) -> Through<'_> {

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::client::{DeliverError, Reply};
-use super::error::Stage;
 use super::pace::{Pacer, Wait};
 use super::relay::{NO_TLS, Route, Through, Unsent};
 use crate::context::Context;
@@ -49,6 +48,10 @@ pub const KEEPALIVE: Duration = Duration::from_secs(5);
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// The longest the runner sleeps without looking at the queue.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// How often an OAuth 2.0 sign-in is used even when no alert needs it:
+/// Microsoft's refresh tokens expire after 90 days unused, and a quiet
+/// host must not find its sign-in gone when the alert that matters comes.
+const SIGN_IN_KEEPALIVE: Duration = Duration::from_secs(24 * 3600);
 /// How long an alert waits after the relay said the account's sending
 /// quota is used up. The providers' quotas are daily, over a rolling 24
 /// hours: what the account sent a day ago frees room bit by bit, so an
@@ -136,6 +139,9 @@ impl Index {
     }
 }
 
+/// Each relay's pacer, with the relay it paced (`host:port`).
+type Carried = ((Pacer, String), Option<(Pacer, String)>);
+
 /// The relays built for one loaded config (TLS roots are read once).
 struct Prepared {
     ctx: Arc<Context>,
@@ -151,13 +157,20 @@ impl Prepared {
             &config.relay,
             &ctx.hostname,
             ctx.sealer.sender.address.as_str(),
+            &config.queue.dir,
         );
         let fallback = config.fallback.as_ref().map(|relay| {
             let sender = match config.fallback_sender() {
                 Some(Ok(m)) => m.address.as_str().to_string(),
                 _ => ctx.sealer.sender.address.as_str().to_string(),
             };
-            Route::new(Via::Fallback, relay, &ctx.hostname, &sender)
+            Route::new(
+                Via::Fallback,
+                relay,
+                &ctx.hostname,
+                &sender,
+                &config.queue.dir,
+            )
         });
         Prepared {
             ctx,
@@ -167,18 +180,23 @@ impl Prepared {
     }
 
     /// What each relay sent lately, for the config that replaces this one.
-    fn take_pace(&mut self) -> (Pacer, Option<Pacer>) {
+    fn take_pace(&mut self) -> Carried {
         (
-            std::mem::take(&mut self.primary.pacer),
-            self.fallback.as_mut().map(|f| std::mem::take(&mut f.pacer)),
+            (
+                std::mem::take(&mut self.primary.pacer),
+                self.primary.relay.clone(),
+            ),
+            self.fallback
+                .as_mut()
+                .map(|f| (std::mem::take(&mut f.pacer), f.relay.clone())),
         )
     }
 
     /// Carries what the relays sent under the previous config over.
-    fn carry_pace(&mut self, (primary, fallback): (Pacer, Option<Pacer>)) {
-        self.primary.carry_pace(primary);
-        if let (Some(route), Some(pacer)) = (self.fallback.as_mut(), fallback) {
-            route.carry_pace(pacer);
+    fn carry_pace(&mut self, ((primary, was), fallback): Carried) {
+        self.primary.carry_pace(primary, &was);
+        if let (Some(route), Some((pacer, was))) = (self.fallback.as_mut(), fallback) {
+            route.carry_pace(pacer, &was);
         }
     }
 
@@ -220,6 +238,8 @@ pub async fn run(
     let mut primary_next: Option<(usize, SystemTime)> = None;
     // The limit holding due alerts back, as last logged.
     let mut pacing: Option<Wait> = None;
+    // When the OAuth 2.0 sign-in was last used by nothing but this loop.
+    let mut sign_in_used = Instant::now();
     loop {
         let ctx = ctx_rx.borrow().clone();
         if prepared.as_ref().is_none_or(|p| !Arc::ptr_eq(&p.ctx, &ctx)) {
@@ -253,6 +273,12 @@ pub async fn run(
             primary_next: &mut primary_next,
         };
         let (sent, held) = deliver_due(&mut run, &mut index).await;
+        if sign_in_used.elapsed() >= SIGN_IN_KEEPALIVE {
+            sign_in_used = Instant::now();
+            if let Some(tokens) = p.primary.tokens() {
+                keep_sign_in(&tokens, &p.primary.relay.clone(), &health).await;
+            }
+        }
         if index.entries.is_empty() {
             health.queue_empty();
         }
@@ -282,7 +308,9 @@ pub async fn run(
             sleep = sleep.min(SYNC_EVERY.saturating_sub(since.elapsed()));
         }
         tokio::select! {
-            _ = arrivals.notified() => {}
+            // Either way, a connection idle for KEEPALIVE goes: wake-ups
+            // must not keep it open for ever.
+            _ = arrivals.notified() => p.close_idle().await,
             _ = tokio::time::sleep(sleep) => p.close_idle().await,
             _ = stop.changed() => {
                 p.close().await;
@@ -291,6 +319,21 @@ pub async fn run(
                 }
                 return;
             }
+        }
+    }
+}
+
+/// Refreshes the OAuth 2.0 sign-in, so that the
+/// provider sees it used; a sign-in that is gone is a failure of the
+/// primary now, for `relayctl health` and the warnings, not when the
+/// next alert finds it.
+async fn keep_sign_in(tokens: &crate::oauth2::TokenSource, relay: &str, health: &Health) {
+    match tokens.get(true).await {
+        Ok(_) => tracing::info!(relay = %relay, "OAuth 2.0 sign-in renewed"),
+        Err(e) => {
+            let e = DeliverError::OAuth2(e);
+            tracing::warn!(relay = %relay, class = %e.class(), reason = ?e.to_string(), "OAuth 2.0 sign-in");
+            health.primary_failed(e.class(), &e.to_string(), relay, SystemTime::now());
         }
     }
 }
@@ -418,6 +461,12 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> (bool, Option<Wait
         // stands in for it: then the fallback may take them.
         let fallback_stands_in = run.fallback.is_some() && standing_in(health);
         let paced = run.primary.pacer.wait(SystemTime::now());
+        // The day's limit reached is the primary failing with class quota:
+        // relayctl health grades it (a WARNING after health.warn_after),
+        // and past fallback.fallback_after the fallback takes the alerts.
+        if let Some(day @ Wait::Day { .. }) = paced {
+            health.primary_failed(Class::Quota, &day.to_string(), &run.primary.relay, now);
+        }
         if paced.is_some() && !fallback_stands_in {
             held = paced;
             break;
@@ -453,11 +502,10 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> (bool, Option<Wait
                     outcome = Some(Ok(()));
                 }
                 // Not when the primary may have the message (no reply to
-                // its final dot): the fallback would send it twice.
+                // its final dot): the fallback would send it twice. A
+                // refusal there (Microsoft's quota) is no such case.
                 Err(Unsent::Deferred(e))
-                    if run.fallback.is_some()
-                        && standing_in(health)
-                        && e.stage() != Stage::DataEnd =>
+                    if run.fallback.is_some() && standing_in(health) && !e.relay_may_have_it() =>
                 {
                     // Logged, and the entry goes on through the fallback.
                     health.primary_failed(e.class(), &e.to_string(), &run.primary.relay, now);

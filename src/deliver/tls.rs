@@ -352,6 +352,20 @@ impl Tls {
     }
 }
 
+/// A client config that checks the server's chain and name against
+/// `ca_file`, or the system's roots: for HTTPS to the OAuth 2.0 token
+/// endpoint, which is never pinned.
+pub fn ca_checked_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = load_roots(ca_file)?;
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsSetupError::NoRoots(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore, TlsSetupError> {
     let mut roots = RootCertStore::empty();
     match ca_file {

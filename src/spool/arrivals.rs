@@ -61,7 +61,12 @@ impl Arrivals {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(arrived);
-        self.wake.notify_one();
+        // Nothing new (the periodic pickup found nothing) wakes no one: a
+        // wake-up every pickup interval kept the runner from ever closing
+        // an idle connection to the relay.
+        if !entries.is_empty() {
+            self.wake.notify_one();
+        }
     }
 
     /// Entries queued for delivery and entries held since the last call

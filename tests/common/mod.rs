@@ -13,6 +13,7 @@ pub mod gpg;
 pub mod prereq;
 pub mod relay;
 pub mod smtp;
+pub mod tokend;
 pub mod users;
 
 pub use daemon::{DAEMON, Daemon, RELAYCTL, SENDMAIL, Setup};
@@ -21,6 +22,7 @@ pub use relay::{
     RELAY_PASSWORD, RELAY_USER, Relay, openssl_fingerprint, openssl_spki_pin, short_lived_cert,
 };
 pub use smtp::{Client, code, python, smtplib_send, submit};
+pub use tokend::TokenServer;
 
 /// The test keys made by tests/keys/generate.sh.
 pub fn key_path(name: &str) -> PathBuf {

@@ -2,13 +2,16 @@
 """A real SMTP relay for alert-relay's tests, on aiosmtpd (not our code).
 
 It serves STARTTLS (or implicit TLS, or no TLS at all) with AUTH PLAIN and
-LOGIN on 127.0.0.1, writes every accepted message to OUTDIR/N.eml, and logs
+LOGIN (or XOAUTH2 and OAUTHBEARER, against tokend.py's current access
+token) on 127.0.0.1, writes every accepted message to OUTDIR/N.eml, and logs
 every session event as one JSON object per line to OUTDIR/events.jsonl, so
 a test can prove what the client did or did not send (e.g. no AUTH after a
 certificate mismatch). It prints "READY <port>" once listening.
 """
 import argparse
 import asyncio
+import base64
+import binascii
 import json
 import os
 import ssl
@@ -17,7 +20,7 @@ import sys
 from aiosmtpd.controller import Controller
 import logging
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 # aiosmtpd warns about its own deprecated Session.login_data on every AUTH.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
@@ -32,7 +35,10 @@ p.add_argument("--implicit", action="store_true", help="TLS from the first byte"
 p.add_argument("--no-starttls", action="store_true", help="do not offer STARTTLS")
 p.add_argument("--user", default="ossec@example.net")
 p.add_argument("--password", default="correct horse battery staple")
-p.add_argument("--mechanisms", default="PLAIN LOGIN")
+p.add_argument("--mechanisms", default="PLAIN LOGIN",
+               help="of PLAIN LOGIN XOAUTH2 OAUTHBEARER, which to offer")
+p.add_argument("--oauth-token-file",
+               help="XOAUTH2/OAUTHBEARER accept only the access token this file holds (tokend.py writes it)")
 p.add_argument("--rcpt-reply", default="", help="reply to every RCPT, e.g. '550 5.1.1 no such user'")
 p.add_argument("--rcpt-only", default="", help="give --rcpt-reply to this address alone")
 p.add_argument("--pipelining", action="store_true", help="announce PIPELINING (RFC 2920)")
@@ -79,6 +85,12 @@ def event(kind, session, **extra):
 
 
 class Handler:
+    async def auth_XOAUTH2(self, server, args_):
+        return await bearer(server, args_, "XOAUTH2", parse_xoauth2)
+
+    async def auth_OAUTHBEARER(self, server, args_):
+        return await bearer(server, args_, "OAUTHBEARER", parse_oauthbearer)
+
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         event("ehlo", session, host=hostname)
         session.host_name = hostname
@@ -118,6 +130,60 @@ class Handler:
             event("drop", session, stage="after-dot")
             server.transport.abort()
         return "250 2.0.0 Ok: queued as TEST%d" % counter["n"]
+
+
+def current_token():
+    try:
+        with open(args.oauth_token_file) as f:
+            return f.read().strip()
+    except (OSError, TypeError):
+        return None
+
+
+async def bearer(server, args_, mechanism, parse):
+    """XOAUTH2 or OAUTHBEARER: the initial response, or one after a 334;
+    the token must be the current one, else the error challenge and 535."""
+    if len(args_) > 1:
+        try:
+            blob = base64.b64decode(args_[1], validate=True)
+        except binascii.Error:
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Can't decode base64")
+    else:
+        blob = await server.challenge_auth("", encode_to_b64=False)
+        if blob is MISSING:
+            return AuthResult(success=False, handled=True)
+    try:
+        user, token = parse(blob.decode())
+    except Exception:
+        event("auth", server.session, mechanism=mechanism, ok=False, malformed=True)
+        return AuthResult(success=False, handled=False, message="501 5.5.2 Malformed " + mechanism)
+    ok = token is not None and token == current_token()
+    event("auth", server.session, mechanism=mechanism, ok=ok, user=user,
+          inline=len(args_) > 1, token_length=len(token or ""))
+    if ok:
+        return AuthResult(success=True, auth_data=user)
+    challenge = json.dumps({"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"})
+    answer = await server.challenge_auth(challenge)
+    event("auth-challenge-answer", server.session, mechanism=mechanism,
+          answer=None if answer is MISSING else answer.hex())
+    # handled=False: aiosmtpd sends the message (with True, nothing).
+    return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
+
+
+def parse_xoauth2(text):
+    fields = text.rstrip("\x01").split("\x01")
+    user = fields[0].removeprefix("user=")
+    auth = dict(f.split("=", 1) for f in fields[1:])["auth"]
+    return user, auth.removeprefix("Bearer ")
+
+
+def parse_oauthbearer(text):
+    gs2, rest = text.split("\x01", 1)
+    assert gs2.startswith("n,a=") and gs2.endswith(","), gs2
+    user = gs2[4:-1].replace("=2C", ",").replace("=3D", "=")
+    pairs = dict(f.split("=", 1) for f in rest.rstrip("\x01").split("\x01"))
+    assert pairs["host"] and pairs["port"].isdigit(), pairs
+    return user, pairs["auth"].removeprefix("Bearer ")
 
 
 def authenticator(server, session, envelope, mechanism, auth_data):
@@ -180,17 +246,25 @@ class LoggingSMTP(SMTP):
         return await super().smtp_QUIT(arg)
 
 
+class BearerSMTP(LoggingSMTP):
+    # RFC 4954 4: servers must take AUTH lines of 12,288 octets, as
+    # Microsoft's does; aiosmtpd's default is SMTP's 1,001.
+    line_length_limit = 12288 + 2
+
+
 class RelayController(Controller):
     def factory(self):
         kwargs = dict(
             authenticator=authenticator,
             # Implicit TLS is TLS too, but aiosmtpd only counts STARTTLS.
             auth_require_tls=not (args.no_starttls or args.implicit),
-            auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in args.mechanisms.split()],
+            auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER")
+                                    if m not in args.mechanisms.split()],
         )
         if not args.implicit and not args.no_starttls:
             kwargs.update(tls_context=tls_context(), require_starttls=True)
-        return LoggingSMTP(self.handler, **kwargs)
+        smtp = BearerSMTP if args.oauth_token_file else LoggingSMTP
+        return smtp(self.handler, **kwargs)
 
     def _trigger_server(self):
         # The stock probe assumes a fixed port and plain SMTP; ours may be

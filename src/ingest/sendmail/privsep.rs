@@ -133,8 +133,7 @@ impl Limits {
         let recipients = u32::try_from(ctx.config.recipients.len()).unwrap_or(u32::MAX);
         Limits {
             entries: recipients.saturating_mul(2).max(1),
-            // An encrypted message is about 1.4 times the plaintext.
-            entry_bytes: ctx.config.listen.max_message_size.0.saturating_mul(2) + (64 << 10),
+            entry_bytes: ctx.config.max_submission_bytes(),
         }
     }
 }

@@ -1,0 +1,125 @@
+//! `relayctl oauth2 login` and `relayctl oauth2 status`: the first
+//! sign-in for `relay.auth = "oauth2"`, and what is stored (never the
+//! tokens themselves).
+
+use std::path::Path;
+
+use crate::config::{AuthMethod, Config};
+use crate::oauth2::{Client, TokenError};
+use crate::sysexits;
+
+/// The OAuth 2.0 client of the config at `path`, or the exit code.
+fn client(path: &Path) -> Result<(Config, Client), u8> {
+    let config = Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        sysexits::CONFIG
+    })?;
+    let relay = &config.relay;
+    let oauth2 = match (relay.auth, &relay.oauth2) {
+        (AuthMethod::Oauth2, Some(o)) => o.clone(),
+        _ => {
+            eprintln!(
+                "relayctl oauth2: {} has relay.auth = \"password\"; set auth = \"oauth2\" and \
+                 [relay.oauth2] first (README: OAuth 2.0)",
+                path.display()
+            );
+            return Err(sysexits::CONFIG);
+        }
+    };
+    let client = Client::new(&oauth2, &config.queue.dir).map_err(|e| {
+        eprintln!("relayctl oauth2: {e}");
+        sysexits::CONFIG
+    })?;
+    Ok((config, client))
+}
+
+/// The exit code for a token error.
+fn code(e: &TokenError) -> u8 {
+    match e {
+        TokenError::Unreachable { .. } => sysexits::TEMPFAIL,
+        TokenError::Setup(_) => sysexits::CONFIG,
+        TokenError::Store(_) => sysexits::CANTCREAT,
+        _ => sysexits::NOPERM,
+    }
+}
+
+/// `relayctl oauth2 login`: signs in, stores the refresh token.
+pub fn login(path: &Path) -> u8 {
+    let (config, client) = match client(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match crate::runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("relayctl oauth2 login: {e}");
+            return sysexits::OSERR;
+        }
+    };
+    let mut out = std::io::stdout();
+    let mut input = std::io::stdin().lock();
+    match runtime.block_on(crate::oauth2::login::login(&client, &mut out, &mut input)) {
+        Ok(_) => {
+            println!(
+                "\nSigned in. The refresh token is in {} (the daemon's, mode 0600); the daemon \
+                 uses it from its next delivery. Next: relayctl test",
+                client.store.path().display()
+            );
+            let _ = config;
+            sysexits::OK
+        }
+        Err(e) => {
+            eprintln!("relayctl oauth2 login: {e}");
+            code(&e)
+        }
+    }
+}
+
+/// `relayctl oauth2 status`: the endpoints and what is stored, without
+/// a token or a network request.
+pub fn status(path: &Path) -> u8 {
+    let (config, client) = match client(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let e = &client.endpoints;
+    println!(
+        "mailbox:        {}",
+        config.relay.sasl_identity().unwrap_or_default()
+    );
+    println!("client id:      {}", client.client_id);
+    println!("token endpoint: {}", e.token);
+    println!(
+        "sign-in by:     {}",
+        if e.device.is_some() {
+            "device code (relayctl oauth2 login prints a code to enter)"
+        } else {
+            "browser and pasted address (authorization code with PKCE)"
+        }
+    );
+    println!("scope:          {}", e.scope);
+    match client.stored() {
+        Ok(s) => {
+            println!(
+                "refresh token:  stored in {}, signed in {}{}",
+                client.store.path().display(),
+                crate::when::rfc3339(crate::health::time(s.signed_in)),
+                s.rotated
+                    .map(|t| format!(
+                        ", last renewed {}",
+                        crate::when::rfc3339(crate::health::time(t))
+                    ))
+                    .unwrap_or_default()
+            );
+            println!(
+                "access token:   fetched by the daemon when it needs one, kept in its memory \
+                 only; relayctl test fetches one to check the sign-in"
+            );
+            sysexits::OK
+        }
+        Err(err) => {
+            println!("refresh token:  none usable: {err}");
+            code(&err)
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The OAuth 2.0 server the OAuth tests talk to: tests/relay/tokend.py
+//! (Python's http.server over TLS with the test certificate), with the
+//! device flow, the code flow with PKCE and the refresh grant.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub struct TokenServer {
+    child: Child,
+    pub port: u16,
+    pub outdir: tempfile::TempDir,
+}
+
+/// The client id tokend.py expects by default.
+pub const CLIENT_ID: &str = "alert-relay-test";
+
+impl TokenServer {
+    /// `args` are tokend.py's options, e.g. `["--rotate"]`.
+    pub fn start(args: &[&str]) -> TokenServer {
+        super::prereq::python3();
+        let outdir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut child = Command::new("python3")
+            .arg(root.join("tests/relay/tokend.py"))
+            .arg("--outdir")
+            .arg(outdir.path())
+            .arg("--cert")
+            .arg(root.join("certs/relay.pem"))
+            .arg("--key")
+            .arg(root.join("certs/relay.key"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("tokend did not start: {line:?}"))
+            .parse()
+            .unwrap();
+        TokenServer {
+            child,
+            port,
+            outdir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The file smtpd.py's `--oauth-token-file` reads.
+    pub fn access_token_file(&self) -> PathBuf {
+        self.outdir.path().join("access_token")
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.outdir.path().join(name)).unwrap_or_default()
+    }
+
+    /// Turns a steering file (`invalid_grant`, `down`) on or off.
+    pub fn set(&self, name: &str, on: bool) {
+        let path = self.outdir.path().join(name);
+        if on {
+            std::fs::write(path, "").unwrap();
+        } else {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// How many requests of `event` it saw, and with `ok` when given.
+    pub fn count(&self, event: &str, ok: Option<bool>) -> usize {
+        self.file("events.jsonl")
+            .lines()
+            .filter(|l| l.contains(&format!("\"event\": \"{event}\"")))
+            .filter(|l| ok.is_none_or(|ok| l.contains(&format!("\"ok\": {ok}"))))
+            .count()
+    }
+
+    /// Every token it issued.
+    pub fn issued(&self) -> Vec<String> {
+        self.file("issued_tokens")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
