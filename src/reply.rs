@@ -54,13 +54,22 @@ impl Reply {
         self.code >= 500
     }
 
+    /// Microsoft 365's `554 5.2.252 SendAsDenied`: the mailbox that signed
+    /// in may not send as the envelope sender. A setting to fix
+    /// (relay.sender, or Send As rights), not a message to give up on: an
+    /// AUTH class failure, deferred.
+    pub fn is_send_as_denied(&self) -> bool {
+        let lower = self.lines.join(" ").to_ascii_lowercase();
+        lower.starts_with("5.2.252") || lower.contains("sendasdenied")
+    }
+
     /// Whether it says the account's sending quota is used up, which the
     /// providers answer with a 5xx although it passes with time: Gmail's
     /// `550 5.4.5 Daily user sending limit exceeded` (RFC 3463 X.4.5 is
-    /// "mail system congestion", transient by its nature) and Microsoft
+    /// "mail system congestion", transient by its nature), Microsoft
     /// 365's `554 5.2.0 STOREDRV.Submission.Exception:
-    /// SubmissionQuotaExceededException`. Such a reply defers the mail;
-    /// it never fails it.
+    /// SubmissionQuotaExceededException` and `550 5.1.90` (its recipient
+    /// rate limit). Such a reply defers the mail; it never fails it.
     pub fn is_quota(&self) -> bool {
         // A 4xx is temporary anyway, on the normal schedule.
         if self.code < 500 {

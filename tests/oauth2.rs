@@ -426,3 +426,26 @@ except urllib.error.HTTPError as e:
     assert!(received(&relay, &["MARKER-PKCE"]));
     assert_no_token(&tokens, "the daemon's log", &daemon.log());
 }
+
+#[test]
+fn without_a_sign_in_the_daemon_starts_and_alerts_wait_for_one() {
+    // A token endpoint that says its tokens never expire: a lifetime that
+    // would overflow the clock is taken as a day.
+    let tokens = TokenServer::start(&["--expires-in", "18446744073709551615"]);
+    let relay = relay_for(&tokens, "XOAUTH2");
+    let setup = setup(&relay, &tokens, "");
+    let daemon = setup.start();
+    send(&daemon, "MARKER-LATE-SIGN-IN");
+    let log = daemon.wait_log("no sign-in is stored");
+    assert!(log.contains("run relayctl oauth2 login"), "{log}");
+    assert_eq!(setup.queued().len(), 1);
+    assert!(relay.messages().is_empty());
+
+    login(&setup);
+    assert!(setup.relayctl(&["flush"]).status.success());
+    wait_for("the alert at the relay", || relay.messages().len() == 1);
+    assert!(received(&relay, &["MARKER-LATE-SIGN-IN"]));
+    // And later alerts too: the runner did not die on the lifetime.
+    send(&daemon, "MARKER-LATER");
+    wait_for("the second alert", || relay.messages().len() == 2);
+}

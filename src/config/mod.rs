@@ -702,7 +702,10 @@ impl Config {
     pub fn check_secrets(&self) -> Result<(), ConfigError> {
         for (section, relay) in self.relays() {
             if let (AuthMethod::Oauth2, Some(o)) = (relay.auth, &relay.oauth2) {
-                // The client secret, then a stored sign-in of this client.
+                // The client secret. The sign-in is not a reason to refuse
+                // to start (alerts would have nowhere to go): without one
+                // they wait, and `relayctl check` says so
+                // ([`Config::check_sign_in`]).
                 if let Some(path) = &o.client_secret_file {
                     PasswordSource::File(path.clone()).read().map_err(|m| {
                         ConfigError::one(
@@ -712,12 +715,6 @@ impl Config {
                         )
                     })?;
                 }
-                let client = crate::oauth2::Client::new(o, &self.queue.dir).map_err(|e| {
-                    ConfigError::one(&self.path, &format!("{section}.oauth2"), e.to_string())
-                })?;
-                client.stored().map_err(|e| {
-                    ConfigError::one(&self.path, &format!("{section}.oauth2"), e.to_string())
-                })?;
                 continue;
             }
             if relay.username.is_none() {
@@ -731,6 +728,21 @@ impl Config {
             source
                 .read()
                 .map_err(|m| ConfigError::one(&self.path, &key, m))?;
+        }
+        Ok(())
+    }
+
+    /// With `relay.auth = "oauth2"`: that a sign-in of this client is
+    /// stored (`relayctl check`; the daemon starts without one).
+    pub fn check_sign_in(&self) -> Result<(), ConfigError> {
+        if let (AuthMethod::Oauth2, Some(o)) = (self.relay.auth, &self.relay.oauth2) {
+            let err = |e: crate::oauth2::TokenError| {
+                ConfigError::one(&self.path, "relay.oauth2", e.to_string())
+            };
+            crate::oauth2::Client::new(o, &self.queue.dir)
+                .map_err(err)?
+                .stored()
+                .map_err(err)?;
         }
         Ok(())
     }

@@ -36,9 +36,11 @@ pub fn check(config: Result<Config, ConfigError>) -> (String, bool) {
     };
     let mut report = String::new();
     let mut ok = true;
-    if let Err(e) = config.check_secrets() {
-        ok = false;
-        report.push_str(&format!("{e}\n"));
+    for checked in [config.check_secrets(), config.check_sign_in()] {
+        if let Err(e) = checked {
+            ok = false;
+            report.push_str(&format!("{e}\n"));
+        }
     }
     match Keyring::load(&config) {
         Err(e) => {

@@ -548,6 +548,11 @@ impl<S: Stream> Conn<S> {
         };
         match reply.code {
             235 => Ok(None),
+            // A temporary refusal (454 4.7.0, 421): not the token's fault.
+            code if code < 500 && code != 334 => Err(DeliverError::Rejected {
+                stage: Stage::Auth,
+                reply,
+            }),
             // The error challenge (RFC 7628 3.2.2): the client answers
             // (an empty line for XOAUTH2, ^A for OAUTHBEARER) and the
             // relay then says its final word.

@@ -110,6 +110,7 @@ impl DeliverError {
             DeliverError::Rejected { reply, stage } => {
                 reply.is_permanent()
                     && !reply.is_quota()
+                    && !reply.is_send_as_denied()
                     && matches!(
                         stage,
                         Stage::Mail | Stage::Rcpt | Stage::Data | Stage::DataEnd
@@ -141,6 +142,7 @@ impl DeliverError {
             DeliverError::OAuth2(TokenError::Setup(_) | TokenError::Store(_)) => Class::Local,
             DeliverError::OAuth2(_) => Class::Auth,
             DeliverError::Rejected { reply, .. } if reply.is_quota() => Class::Quota,
+            DeliverError::Rejected { reply, .. } if reply.is_send_as_denied() => Class::Auth,
             DeliverError::Rejected { reply, .. } if reply.is_permanent() => Class::Relay5xx,
             DeliverError::Rejected { .. } => Class::Relay4xx,
         }
@@ -313,6 +315,11 @@ impl fmt::Display for DeliverError {
                 "{stage} refused: {reply} (the account's sending quota is used up: the alert \
                  waits until it resets; set relay.max_per_day under the provider's limit)"
             ),
+            DeliverError::Rejected { stage, reply } if reply.is_send_as_denied() => write!(
+                f,
+                "{stage} refused: {reply} (the mailbox that signed in may not send as the \
+                 envelope sender: set relay.sender to that mailbox, or give it Send As rights)"
+            ),
             DeliverError::Rejected { stage, reply } => write!(f, "{stage} refused: {reply}"),
             DeliverError::Protocol { stage, line } => {
                 write!(f, "unexpected answer at {stage}: {line:?}")
@@ -408,6 +415,19 @@ mod tests {
         };
         assert!(!quota.is_permanent(), "a quota passes with time");
         assert_eq!(quota.class(), Class::Quota);
+        let send_as = DeliverError::Rejected {
+            stage: Stage::DataEnd,
+            reply: Reply::new(
+                554,
+                "5.2.252 SendAsDenied; alerts@example.org not allowed to send as ossec@example.org",
+            ),
+        };
+        assert!(
+            !send_as.is_permanent(),
+            "a setting to fix, not an alert to fail"
+        );
+        assert_eq!(send_as.class(), Class::Auth);
+        assert!(send_as.to_string().contains("set relay.sender"));
         assert!(!rejected(Stage::Rcpt, 450).is_permanent());
         // A 5xx to AUTH is a login to fix, not a message to give up on.
         assert!(!rejected(Stage::Auth, 535).is_permanent());

@@ -238,8 +238,9 @@ pub async fn run(
     let mut primary_next: Option<(usize, SystemTime)> = None;
     // The limit holding due alerts back, as last logged.
     let mut pacing: Option<Wait> = None;
-    // When the OAuth 2.0 sign-in was last used by nothing but this loop.
-    let mut sign_in_used = Instant::now();
+    // When this loop last renewed the OAuth 2.0 sign-in: at start too,
+    // for hosts that reboot every night would never reach a day.
+    let mut sign_in_renewed: Option<Instant> = None;
     loop {
         let ctx = ctx_rx.borrow().clone();
         if prepared.as_ref().is_none_or(|p| !Arc::ptr_eq(&p.ctx, &ctx)) {
@@ -273,8 +274,8 @@ pub async fn run(
             primary_next: &mut primary_next,
         };
         let (sent, held) = deliver_due(&mut run, &mut index).await;
-        if sign_in_used.elapsed() >= SIGN_IN_KEEPALIVE {
-            sign_in_used = Instant::now();
+        if sign_in_renewed.is_none_or(|t| t.elapsed() >= SIGN_IN_KEEPALIVE) {
+            sign_in_renewed = Some(Instant::now());
             if let Some(tokens) = p.primary.tokens() {
                 keep_sign_in(&tokens, &p.primary.relay.clone(), &health).await;
             }

@@ -103,8 +103,7 @@ impl fmt::Display for HttpError {
     }
 }
 
-/// An answer: its status and body.
-#[derive(Debug)]
+/// An answer: its status and body (which may hold tokens: no Debug).
 pub struct Response {
     pub status: u16,
     pub body: Zeroizing<Vec<u8>>,
@@ -165,7 +164,10 @@ async fn exchange(url: &Url, body: &str, tls: &Arc<ClientConfig>) -> Result<Resp
          Accept: application/json\r\nUser-Agent: alert-relay/{}\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
         url.path,
-        url.host,
+        match url.port {
+            443 => url.host.clone(),
+            port => format!("{}:{port}", url.host),
+        },
         env!("CARGO_PKG_VERSION"),
         body.len()
     ));

@@ -47,6 +47,7 @@ pub async fn login(
     out: &mut dyn Write,
     input: &mut dyn BufRead,
 ) -> Result<Outcome, TokenError> {
+    client.store.check_writable().map_err(TokenError::Store)?;
     match &client.endpoints.device {
         Some(device) => device_flow(client, device, out).await,
         None => code_flow(client, out, input).await,
@@ -116,6 +117,17 @@ async fn device_flow(
             TokenError::Refused { error, .. } if error == "authorization_pending" => {}
             TokenError::Refused { error, .. } if error == "slow_down" => {
                 interval += Duration::from_secs(5);
+            }
+            TokenError::Refused { error, .. }
+                if matches!(
+                    error.as_str(),
+                    "access_denied" | "authorization_declined" | "expired_token"
+                ) =>
+            {
+                return Err(TokenError::SignIn(format!(
+                    "{error}: the sign-in was declined or its code expired; run relayctl oauth2 \
+                     login again"
+                )));
             }
             e if e.is_temporary() => {}
             e => return Err(e),

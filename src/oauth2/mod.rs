@@ -256,7 +256,21 @@ impl Client {
     /// Exchanges the stored refresh token for an access token, and
     /// stores the new refresh token when the endpoint rotates it.
     pub async fn refresh(&self) -> Result<AccessToken, TokenError> {
-        let stored = self.stored()?;
+        let (token, unsaved) = self.refresh_from(self.stored()?).await?;
+        match unsaved {
+            Some((_, e)) => Err(TokenError::Store(e)),
+            None => Ok(token),
+        }
+    }
+
+    /// [`Client::refresh`] from `stored`; a rotated refresh token that
+    /// could not be written back is returned with the reason, so that
+    /// the daemon keeps using it (the old one may be void) and delivery
+    /// goes on while the disk is full.
+    async fn refresh_from(
+        &self,
+        stored: Stored,
+    ) -> Result<(AccessToken, Option<(Stored, String)>), TokenError> {
         let answer = self
             .request(
                 &self.endpoints.token,
@@ -269,14 +283,22 @@ impl Client {
             )
             .await?;
         let grant = answer.grant()?;
+        let mut unsaved = None;
         if let Some(new) = &grant.refresh_token
             && **new != *stored.refresh_token
         {
-            self.store
-                .write(&stored.rotated(new.clone()))
-                .map_err(TokenError::Store)?;
+            let rotated = stored.rotated(new.clone());
+            // A sign-in stored meanwhile (relayctl oauth2 login) is newer
+            // than this one: it stays.
+            let replaced = self
+                .store
+                .read()
+                .is_ok_and(|now| *now.refresh_token != *stored.refresh_token);
+            if !replaced && let Err(e) = self.store.write(&rotated) {
+                unsaved = Some((rotated, e));
+            }
         }
-        Ok(grant.access())
+        Ok((grant.access(), unsaved))
     }
 
     /// The stored sign-in, if it is this client's.
@@ -285,6 +307,17 @@ impl Client {
             store: self.store.path().to_path_buf(),
             why,
         };
+        // Not readable by this user (an admin's relayctl without sudo):
+        // no sign-in is missing, and signing in again would not help.
+        if let Err(e) = crate::os::open_nofollow(self.store.path())
+            && e.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return Err(TokenError::Setup(format!(
+                "{} is the daemon's and this user cannot read it ({e}): run this as root or as \
+                 the daemon's user",
+                self.store.path().display()
+            )));
+        }
         let stored = self.store.read().map_err(not_signed_in)?;
         if stored.token_endpoint != self.endpoints.token || stored.client_id != self.client_id {
             return Err(not_signed_in(format!(
@@ -366,11 +399,14 @@ impl Answer {
 
 impl Grant {
     fn access(&self) -> AccessToken {
-        // Without expires_in, an hour, the common lifetime.
-        let lifetime = Duration::from_secs(self.expires_in.unwrap_or(3600));
+        // Without expires_in, an hour, the common lifetime; whatever the
+        // endpoint says, between a minute and a day (a number near
+        // u64::MAX would overflow the clock).
+        let lifetime = Duration::from_secs(self.expires_in.unwrap_or(3600).clamp(60, 86_400));
+        let now = SystemTime::now();
         AccessToken {
             token: self.access_token.clone(),
-            expires: SystemTime::now() + lifetime,
+            expires: now.checked_add(lifetime).unwrap_or(now),
         }
     }
 }
@@ -379,14 +415,22 @@ impl Grant {
 /// [`MARGIN`] before it expires.
 pub struct TokenSource {
     client: Client,
-    cached: tokio::sync::Mutex<Option<AccessToken>>,
+    cached: tokio::sync::Mutex<Cached>,
+}
+
+#[derive(Default)]
+struct Cached {
+    access: Option<AccessToken>,
+    /// A rotated refresh token the store could not take: used until it
+    /// can (the one on disk may be void).
+    unsaved: Option<Stored>,
 }
 
 impl TokenSource {
     pub fn new(client: Client) -> TokenSource {
         TokenSource {
             client,
-            cached: tokio::sync::Mutex::new(None),
+            cached: tokio::sync::Mutex::new(Cached::default()),
         }
     }
 
@@ -396,20 +440,37 @@ impl TokenSource {
         let mut cached = self.cached.lock().await;
         let now = SystemTime::now();
         if !fresh
-            && let Some(t) = cached.as_ref()
+            && let Some(t) = cached.access.as_ref()
             && t.expires > now + MARGIN
         {
             return Ok(t.token.clone());
         }
-        let token = self.client.refresh().await?;
+        let stored = match cached.unsaved.take() {
+            // The store may have room again.
+            Some(s) => match self.client.store.write(&s) {
+                Ok(()) => self.client.stored()?,
+                Err(_) => s,
+            },
+            None => self.client.stored()?,
+        };
+        let (token, unsaved) = self.client.refresh_from(stored).await?;
+        if let Some((s, e)) = unsaved {
+            tracing::error!(
+                store = %self.client.store.path().display(),
+                "cannot store the rotated OAuth 2.0 refresh token ({e}); it is kept in memory \
+                 until it can be (free space in the spool): after a restart meanwhile, run \
+                 relayctl oauth2 login"
+            );
+            cached.unsaved = Some(s);
+        }
         let out = token.token.clone();
-        *cached = Some(token);
+        cached.access = Some(token);
         Ok(out)
     }
 
     /// When the cached access token expires, if there is one.
     pub async fn expires(&self) -> Option<SystemTime> {
-        self.cached.lock().await.as_ref().map(|t| t.expires)
+        self.cached.lock().await.access.as_ref().map(|t| t.expires)
     }
 }
 

@@ -83,7 +83,7 @@ impl Store {
     pub fn read(&self) -> Result<Stored, String> {
         let file = crate::os::open_nofollow(&self.path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => "no sign-in is stored".to_string(),
-            _ => format!("cannot read {}: {e}", self.path.display()),
+            _ => format!("cannot read it: {e}"),
         })?;
         let meta = file.metadata().map_err(|e| e.to_string())?;
         if !meta.is_file() {
@@ -104,6 +104,25 @@ impl Store {
             .map_err(|e| e.to_string())?;
         serde_json::from_slice(&text)
             .map_err(|_| format!("{} is damaged: sign in again", self.path.display()))
+    }
+
+    /// Whether this process can write the sign-in, tried before a login
+    /// that would otherwise be wasted.
+    pub fn check_writable(&self) -> Result<(), String> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let probe = dir.join(format!("{FILE}.{}.probe", std::process::id()));
+        let _ = std::fs::remove_file(&probe);
+        crate::os::create_nofollow(&probe, 0o600)
+            .map(|_| {
+                let _ = std::fs::remove_file(&probe);
+            })
+            .map_err(|e| {
+                format!(
+                    "cannot write in {} ({e}): run relayctl oauth2 login as root (the package's \
+                     spool; or start alert-relayd once to make it)",
+                    dir.display()
+                )
+            })
     }
 
     /// Replaces the sign-in atomically. The file belongs to the owner of
