@@ -449,3 +449,47 @@ fn without_a_sign_in_the_daemon_starts_and_alerts_wait_for_one() {
     send(&daemon, "MARKER-LATER");
     wait_for("the second alert", || relay.messages().len() == 2);
 }
+
+#[test]
+fn killed_while_refreshing_the_daemon_loses_neither_the_sign_in_nor_an_alert() {
+    // Every delivery refreshes (tokens live 300 s, the daemon's margin),
+    // and every refresh rotates the refresh token and writes it back; as
+    // at Microsoft, an earlier refresh token stays valid.
+    let tokens = TokenServer::start(&["--rotate", "--keep-old", "--expires-in", "300"]);
+    let relay = relay_for(&tokens, "XOAUTH2");
+    let setup = setup(&relay, &tokens, "");
+    login(&setup);
+    let mut markers = Vec::new();
+    for round in 0..12 {
+        let mut daemon = setup.start();
+        let marker = format!("MARKER-KILL-{round}");
+        send(&daemon, &marker);
+        markers.push(marker);
+        // Somewhere in the refresh, the write-back or the delivery.
+        std::thread::sleep(Duration::from_millis(7 * round));
+        daemon.signal(libc::SIGKILL);
+        daemon.wait_exit();
+        // Never a torn or half-written sign-in.
+        let out = setup.relayctl(&["oauth2", "status"]);
+        assert!(out.status.success(), "round {round}: {}", text(&out));
+    }
+    let daemon = setup.start();
+    let all: Vec<&str> = markers.iter().map(String::as_str).collect();
+    wait_for("every alert at the relay", || {
+        relay.messages().len() >= all.len() && received(&relay, &all)
+    });
+    assert_eq!(
+        tokens.count("refresh", Some(false)),
+        0,
+        "a refresh token was lost"
+    );
+    // What a killed writer left (a refresh token) is gone after the next write.
+    let left: Vec<String> = std::fs::read_dir(setup.spool())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("oauth2.json.") && n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    drop(daemon);
+}

@@ -160,7 +160,30 @@ impl Store {
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
+        remove_stale_temporaries(dir);
         result
+    }
+}
+
+/// Removes what a writer killed mid-write left (`oauth2.json.PID.tmp`,
+/// which holds a refresh token), once that writer is gone.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&format!("{FILE}.")))
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !crate::os::process_exists(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

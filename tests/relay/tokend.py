@@ -40,12 +40,14 @@ p.add_argument("--pending", type=int, default=1, help="polls answered authorizat
 p.add_argument("--slow-down", action="store_true", help="answer slow_down to the first poll")
 p.add_argument("--expires-in", type=int, default=3600)
 p.add_argument("--rotate", action="store_true", help="a new refresh token at each refresh")
+p.add_argument("--keep-old", action="store_true",
+               help="with --rotate, earlier refresh tokens stay valid, as Microsoft's do")
 p.add_argument("--long-tokens", action="store_true",
                help="access tokens of 3,000 characters, as Microsoft's are (2 to 5 KB)")
 args = p.parse_args()
 
 lock = threading.Lock()
-state = {"polls": 0, "refresh": None, "access": None, "codes": {}, "n": 0}
+state = {"polls": 0, "refresh": None, "access": None, "codes": {}, "n": 0, "valid": set()}
 
 
 def path(name):
@@ -82,6 +84,7 @@ def issue(with_refresh):
         refresh = "RT-%d-%s" % (state["n"], secrets.token_urlsafe(24))
         issued(refresh)
         state["refresh"] = refresh
+        state["valid"].add(refresh)
         write("refresh_token", refresh)
         body["refresh_token"] = refresh
     return body
@@ -164,7 +167,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return self.error("invalid_grant", "Bad Request")
                 return self.answer(200, issue(True))
             if grant == "refresh_token":
-                if os.path.exists(path("invalid_grant")) or form.get("refresh_token") != state["refresh"]:
+                current = form.get("refresh_token") == state["refresh"]
+                if args.keep_old:
+                    current = form.get("refresh_token") in state["valid"]
+                if os.path.exists(path("invalid_grant")) or not current:
                     event("refresh", ok=False)
                     return self.error("invalid_grant", "AADSTS700082: The refresh token has expired due to inactivity.\r\nTrace ID: 0")
                 event("refresh", ok=True, scope=form.get("scope"))
