@@ -45,7 +45,7 @@ fn code(e: &TokenError) -> u8 {
 
 /// `relayctl oauth2 login`: signs in, stores the refresh token.
 pub fn login(path: &Path) -> u8 {
-    let (config, client) = match client(path) {
+    let (_, client) = match client(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -59,13 +59,12 @@ pub fn login(path: &Path) -> u8 {
     let mut out = std::io::stdout();
     let mut input = std::io::stdin().lock();
     match runtime.block_on(crate::oauth2::login::login(&client, &mut out, &mut input)) {
-        Ok(_) => {
+        Ok(()) => {
             println!(
                 "\nSigned in. The refresh token is in {} (the daemon's, mode 0600); the daemon \
                  uses it from its next delivery. Next: relayctl test",
                 client.store.path().display()
             );
-            let _ = config;
             sysexits::OK
         }
         Err(e) => {

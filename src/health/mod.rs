@@ -105,7 +105,8 @@ impl Class {
                  renewals that keep the key), then systemctl reload alert-relay"
             }
             Class::Auth => {
-                "check relay.username, relay.domain and the password; a provider may have \
+                "check relay.username, relay.domain and the password (with relay.auth = \
+                 \"oauth2\": relayctl oauth2 status, then relayctl oauth2 login); a provider may have \
                  turned password login off for the account; relayctl test shows the reply"
             }
             Class::Relay4xx => {

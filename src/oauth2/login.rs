@@ -35,18 +35,13 @@ struct DeviceAuthorization {
     interval: Option<u64>,
 }
 
-/// How the sign-in went, for the terminal.
-pub enum Outcome {
-    Stored,
-}
-
 /// Signs in by the device flow when the provider has one, else by the
 /// code flow; `out` is the terminal, `input` what the admin types.
 pub async fn login(
     client: &Client,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
-) -> Result<Outcome, TokenError> {
+) -> Result<(), TokenError> {
     client.store.check_writable().map_err(TokenError::Store)?;
     match &client.endpoints.device {
         Some(device) => device_flow(client, device, out).await,
@@ -54,11 +49,7 @@ pub async fn login(
     }
 }
 
-async fn device_flow(
-    client: &Client,
-    device: &str,
-    out: &mut dyn Write,
-) -> Result<Outcome, TokenError> {
+async fn device_flow(client: &Client, device: &str, out: &mut dyn Write) -> Result<(), TokenError> {
     let answer = client
         .request(device, &[("scope", &client.endpoints.scope)])
         .await?;
@@ -111,7 +102,7 @@ async fn device_flow(
         if answer.status == 200 {
             let grant = answer.grant()?;
             client.keep(&grant, SystemTime::now())?;
-            return Ok(Outcome::Stored);
+            return Ok(());
         }
         match answer.refusal() {
             TokenError::Refused { error, .. } if error == "authorization_pending" => {}
@@ -243,7 +234,7 @@ async fn code_flow(
     client: &Client,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
-) -> Result<Outcome, TokenError> {
+) -> Result<(), TokenError> {
     let request = CodeRequest::new(client)?;
     let _ = writeln!(
         out,
@@ -271,7 +262,7 @@ async fn code_flow(
         .await?;
     let grant: Grant = answer.grant()?;
     client.keep(&grant, SystemTime::now())?;
-    Ok(Outcome::Stored)
+    Ok(())
 }
 
 /// `n` random bytes as unpadded base64url: 43 characters for 32 bytes,

@@ -75,21 +75,7 @@ impl Relay {
                 std::os::unix::fs::PermissionsExt::from_mode(0o600),
             );
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 with aiosmtpd (pip install aiosmtpd)");
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("the test relay did not start: {line:?}"))
-            .parse()
-            .unwrap();
+        let (child, port) = spawn_ready(&mut cmd, "python3 with aiosmtpd (pip install aiosmtpd)");
         Relay {
             child,
             port,
@@ -133,6 +119,27 @@ impl Relay {
         let needle = format!("\"event\": \"{event}\"");
         self.events().iter().filter(|e| e.contains(&needle)).count()
     }
+}
+
+/// Starts a test server that prints "READY <port>" once listening and
+/// runs until its stdin closes; returns it and the port.
+pub fn spawn_ready(cmd: &mut Command, what: &str) -> (Child, u16) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("{what} did not start: {line:?}"))
+        .parse()
+        .unwrap();
+    (child, port)
 }
 
 impl Drop for Relay {

@@ -3,7 +3,7 @@
 //! device flow, the code flow with PKCE and the refresh grant.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 pub struct TokenServer {
     child: Child,
@@ -20,29 +20,18 @@ impl TokenServer {
         super::prereq::python3();
         let outdir = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut child = Command::new("python3")
-            .arg(root.join("tests/relay/tokend.py"))
-            .arg("--outdir")
-            .arg(outdir.path())
-            .arg("--cert")
-            .arg(root.join("certs/relay.pem"))
-            .arg("--key")
-            .arg(root.join("certs/relay.key"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3");
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("tokend did not start: {line:?}"))
-            .parse()
-            .unwrap();
+        let (child, port) = super::relay::spawn_ready(
+            Command::new("python3")
+                .arg(root.join("tests/relay/tokend.py"))
+                .arg("--outdir")
+                .arg(outdir.path())
+                .arg("--cert")
+                .arg(root.join("certs/relay.pem"))
+                .arg("--key")
+                .arg(root.join("certs/relay.key"))
+                .args(args),
+            "tests/relay/tokend.py",
+        );
         TokenServer {
             child,
             port,
