@@ -107,6 +107,7 @@ pub fn run(config_path: &Path) -> u8 {
     // Alert plaintext passes through this process's memory.
     crate::os::forbid_core_dumps();
     crate::os::tune_malloc();
+    crate::os::no_library_backtraces();
     init_logging();
     let started = load(config_path)
         .map_err(StartError::Config)

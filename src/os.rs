@@ -94,7 +94,8 @@ pub fn die_on_broken_pipe() {
 /// large block freed (up to 32 MiB), after which large messages come from
 /// the heap, which keeps their pages: a fixed threshold keeps the
 /// resident size near what the messages in flight hold (tests/faults,
-/// burst-large). Alerts are a few KiB, far below it.
+/// burst-large). Alerts are a few KiB, far below it; the two 4 MiB
+/// buffers each alert's encryption takes are [`KeepBlocks`]' business.
 pub fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator parameters; the daemon calls
@@ -102,6 +103,156 @@ pub fn tune_malloc() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// The daemon's allocator: the system's, except that freed blocks of
+/// exactly 4 MiB are kept (up to [`KEPT_BLOCKS`]) for the next request of
+/// that size.
+///
+/// Sequoia's streaming writer buffers each partial-body packet in a 4 MiB
+/// vector, two per alert, of which a 2 KB alert touches a page. Above
+/// [`tune_malloc`]'s threshold each was an mmap and a munmap, the munmap
+/// a TLB shootdown on the other core: 0.05–0.07 ms of the daemon's CPU
+/// per alert (benches/README.md). Raising the threshold instead kept
+/// large messages' pages in the heap (burst-large's peak 100 → 110 MiB).
+/// A kept block keeps its first 64 KiB resident; the rest goes back to the
+/// system when the block is kept (`MADV_DONTNEED`: for an alert's block,
+/// pages nobody touched, which costs a page-table walk and no shootdown).
+pub struct KeepBlocks {
+    slots: [std::sync::atomic::AtomicPtr<u8>; KEPT_BLOCKS],
+}
+
+/// The size of the blocks kept.
+const KEPT_BLOCK: usize = 4 << 20;
+/// Blocks kept at most: two per encryption, for eight at once.
+pub const KEPT_BLOCKS: usize = 16;
+/// What a kept block keeps resident of what its last user touched.
+const KEPT_RESIDENT: usize = 64 << 10;
+
+impl KeepBlocks {
+    pub const fn new() -> KeepBlocks {
+        KeepBlocks {
+            slots: [const { std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()) }; KEPT_BLOCKS],
+        }
+    }
+
+    /// Whether a block of `layout` may be kept: exactly 4 MiB, with an
+    /// alignment malloc gives anyway (so the system allocator frees it
+    /// with any such layout).
+    fn keeps(layout: std::alloc::Layout) -> bool {
+        layout.size() == KEPT_BLOCK && layout.align() <= 16
+    }
+}
+
+impl Default for KeepBlocks {
+    fn default() -> KeepBlocks {
+        KeepBlocks::new()
+    }
+}
+
+/// Gives the pages of a 4 MiB block beyond its first [`KEPT_RESIDENT`]
+/// bytes back to the system; their contents read as zeros afterwards. The
+/// range is rounded inward to 4 KiB pages (with larger pages the call
+/// fails, and the block stays as it is).
+fn release_tail(block: *mut u8) {
+    let start = (block as usize + KEPT_RESIDENT).next_multiple_of(4096);
+    let end = (block as usize + KEPT_BLOCK) & !4095;
+    if end > start {
+        // SAFETY: [start, end) lies inside the block, which its owner has
+        // just freed and nobody else holds; MADV_DONTNEED only drops the
+        // pages of that range of a private mapping (it stays mapped, and
+        // reads zeros). glibc keeps no data inside a block it handed out.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+}
+
+// SAFETY: every pointer this allocator returns comes from `System` for a
+// layout of the same size and an alignment of at most 16 (malloc's own),
+// or is such a block returned earlier and kept; every pointer it frees goes
+// back to `System` or into a slot, where one owner at a time holds it (the
+// slots are swapped atomically). So each block is freed once, by the
+// allocator that made it, with a layout it accepts.
+unsafe impl std::alloc::GlobalAlloc for KeepBlocks {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use std::sync::atomic::Ordering;
+        if Self::keeps(layout) {
+            for slot in &self.slots {
+                let kept = slot.swap(std::ptr::null_mut(), Ordering::Acquire);
+                if !kept.is_null() {
+                    return kept;
+                }
+            }
+        }
+        // SAFETY: the caller's layout, passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, block: *mut u8, layout: std::alloc::Layout) {
+        use std::sync::atomic::Ordering;
+        if Self::keeps(layout) {
+            release_tail(block);
+            for slot in &self.slots {
+                let put = slot.compare_exchange(
+                    std::ptr::null_mut(),
+                    block,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                );
+                if put.is_ok() {
+                    return;
+                }
+            }
+        }
+        // SAFETY: `block` came from `System` with this layout (see above).
+        unsafe { std::alloc::System.dealloc(block, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // A kept block is not zeroed: zeroed ones come from the system.
+        // SAFETY: the caller's layout, passed on.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(
+        &self,
+        block: *mut u8,
+        layout: std::alloc::Layout,
+        new_size: usize,
+    ) -> *mut u8 {
+        // SAFETY: the caller's block and layout; `new_size` is non-zero
+        // and fits the alignment, as GlobalAlloc::realloc requires.
+        unsafe {
+            let new_layout =
+                std::alloc::Layout::from_size_align_unchecked(new_size, layout.align());
+            if !Self::keeps(layout) && !Self::keeps(new_layout) {
+                return std::alloc::System.realloc(block, layout, new_size);
+            }
+            // To or from a keepable size: through alloc and dealloc above,
+            // as the trait's own default does.
+            let new = self.alloc(new_layout);
+            if !new.is_null() {
+                std::ptr::copy_nonoverlapping(block, new, layout.size().min(new_size));
+                self.dealloc(block, layout);
+            }
+            new
+        }
+    }
+}
+
+/// Keeps library errors (anyhow's, std's `Backtrace::capture`) from
+/// capturing a backtrace each, unless `RUST_LIB_BACKTRACE` asks for it:
+/// with `RUST_BACKTRACE=1` in the environment, as when an admin debugs a
+/// crash, every error Sequoia builds and drops while it searches a key's
+/// signatures would unwind the stack. Panics keep their backtraces
+/// (they read `RUST_BACKTRACE` alone).
+pub fn no_library_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: the daemon calls this before it starts any thread, so
+        // nothing reads the environment concurrently.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
 }
 
@@ -403,6 +554,62 @@ pub fn login_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::alloc::{GlobalAlloc, Layout};
+
+    const BLOCK: Layout = match Layout::from_size_align(4 << 20, 8) {
+        Ok(l) => l,
+        Err(_) => panic!("a valid layout"),
+    };
+
+    #[test]
+    fn freed_4_mib_blocks_are_kept_with_their_first_pages_only() {
+        let a = KeepBlocks::new();
+        unsafe {
+            let blocks: Vec<*mut u8> = (0..3).map(|_| a.alloc(BLOCK)).collect();
+            assert!(blocks.iter().all(|b| !b.is_null()));
+            for b in &blocks {
+                b.write(0x5a);
+                b.add(1 << 20).write(0x5a);
+                a.dealloc(*b, BLOCK);
+            }
+            // All three kept and handed out again.
+            let again: Vec<*mut u8> = (0..3).map(|_| a.alloc(BLOCK)).collect();
+            assert!(blocks.iter().all(|b| again.contains(b)));
+            // What the last user wrote in the first 64 KiB stays; beyond
+            // it the pages went back to the system.
+            assert_eq!(again[0].read(), 0x5a);
+            assert!(again.iter().all(|b| b.add(1 << 20).read() == 0));
+            // A zeroed block is never a kept one.
+            let z = a.alloc_zeroed(BLOCK);
+            assert_eq!(std::slice::from_raw_parts(z, 4096), &[0u8; 4096][..]);
+            for b in again.into_iter().chain([z]) {
+                a.dealloc(b, BLOCK);
+            }
+        }
+    }
+
+    #[test]
+    fn other_sizes_and_reallocations_keep_their_contents() {
+        let a = KeepBlocks::new();
+        unsafe {
+            let small = Layout::from_size_align(100, 8).unwrap();
+            let p = a.alloc(small);
+            p.write_bytes(7, 100);
+            // Up to the kept size, then beyond it, then down again.
+            let p = a.realloc(p, small, 4 << 20);
+            assert_eq!(std::slice::from_raw_parts(p, 100), &[7u8; 100][..]);
+            let p = a.realloc(p, BLOCK, 8 << 20);
+            assert_eq!(std::slice::from_raw_parts(p, 100), &[7u8; 100][..]);
+            let big = Layout::from_size_align(8 << 20, 8).unwrap();
+            let p = a.realloc(p, big, 200);
+            assert_eq!(std::slice::from_raw_parts(p, 100), &[7u8; 100][..]);
+            a.dealloc(p, Layout::from_size_align(200, 8).unwrap());
+            // The 4 MiB block freed by the second realloc was kept.
+            let kept = a.alloc(BLOCK);
+            assert!(!kept.is_null());
+            a.dealloc(kept, BLOCK);
+        }
+    }
 
     #[test]
     fn root_is_in_the_password_database() {

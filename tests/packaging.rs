@@ -114,7 +114,7 @@ fn the_socket_is_loopback_port_25_and_the_service_is_notify() {
 #[test]
 fn no_core_dumps_and_bounded_memory_and_tasks() {
     assert_eq!(setting("alert-relay.service", "LimitCORE"), ["0"]);
-    // The burst-large fault scenario peaks near 100 MiB with the default
+    // The burst-large fault scenario peaks near 105 MiB with the default
     // listen.max_in_flight; the limit leaves room, and is not absurd.
     let memory = setting("alert-relay.service", "MemoryMax");
     let mib: u64 = memory[0].trim_end_matches('M').parse().unwrap();

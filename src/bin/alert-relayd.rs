@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// glibc's malloc, with two 4 MiB blocks kept for reuse (see the type).
+#[global_allocator]
+static ALLOCATOR: alert_relay::os::KeepBlocks = alert_relay::os::KeepBlocks::new();
+
 fn main() -> ExitCode {
     let args = alert_relay::cli::Daemon::parse();
     let path = alert_relay::config::resolve_path(args.config);

@@ -288,15 +288,18 @@ impl Connection {
     /// dot, and the relay's verdict.
     pub async fn data(&mut self, payload: &[u8]) -> Result<Reply, DeliverError> {
         let c = &mut self.conn;
-        // In pieces, so that a 10 MiB message is not copied whole.
+        // In pieces, so that a 10 MiB message is not copied whole; the
+        // final dot goes out with the last piece (an alert is one piece:
+        // one write, one TLS record).
         let mut stuffer = DotStuffer::default();
         let mut chunk = Vec::with_capacity(DATA_CHUNK + DATA_CHUNK / 8);
         for piece in payload.chunks(DATA_CHUNK) {
-            chunk.clear();
+            if !chunk.is_empty() {
+                c.write(Stage::Data, &chunk).await?;
+                chunk.clear();
+            }
             stuffer.feed(piece, &mut chunk);
-            c.write(Stage::Data, &chunk).await?;
         }
-        chunk.clear();
         stuffer.finish(&mut chunk);
         c.write(Stage::Data, &chunk).await?;
         let reply = c.read_reply(Stage::DataEnd).await?;

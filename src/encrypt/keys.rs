@@ -11,20 +11,26 @@
 //! alerts. `relayctl check` reports it as a failure.
 //!
 //! Validity is judged under Sequoia's `StandardPolicy` at the time of use,
-//! so a key that expires while the daemon runs stops being used then.
+//! so a key that expires while the daemon runs stops being used then. The
+//! judgement is kept until the next moment it could change (see
+//! [`RecipientKey::usable`]): judging means searching every binding
+//! signature, and Sequoia builds and drops an error for each one it
+//! passes over, with a backtrace when `RUST_BACKTRACE` is set.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use sequoia_openpgp as openpgp;
 
 use openpgp::Cert;
 use openpgp::cert::CertParser;
+use openpgp::cert::Preferences;
+use openpgp::cert::amalgamation::ValidAmalgamation;
 use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
-use openpgp::types::{KeyFlags, RevocationStatus};
+use openpgp::types::{Features, KeyFlags, RevocationStatus};
 
 use crate::config::{Config, ConfigError, KeyFingerprint, Problem};
 use crate::route::{Address, Recipient};
@@ -277,6 +283,29 @@ pub fn weak_rsa(
     })
 }
 
+/// The longest a judgement of a key is kept even when none of the key's
+/// own times comes sooner: the policy's cut-off dates for algorithms are
+/// not visible from the key.
+const JUDGEMENT_LIFETIME: Duration = Duration::from_secs(600);
+
+/// What a recipient's key encrypts to, as judged under the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usable {
+    /// The keys an alert is encrypted to.
+    pub keys: Vec<openpgp::Fingerprint>,
+    /// The certificate's features: SEIPDv2 support decides the packet
+    /// format.
+    pub features: Features,
+}
+
+/// One judgement of a key, valid from `at` until `until`.
+#[derive(Debug)]
+struct Judgement {
+    at: SystemTime,
+    until: SystemTime,
+    verdict: Result<Arc<Usable>, CannotEncrypt>,
+}
+
 /// One configured recipient with their certificate.
 #[derive(Debug, Clone)]
 pub struct RecipientKey {
@@ -286,8 +315,12 @@ pub struct RecipientKey {
     pub fingerprint: KeyFingerprint,
     pub path: PathBuf,
     pub cert: Arc<Cert>,
-    /// The cert's RSA keys, prepared once for [`super::rsa`]'s fast path.
-    pub rsa: Arc<[super::rsa::RsaKey]>,
+    /// The cert's keys whose session-key packets are built here
+    /// ([`super::WrapKey`]), prepared once.
+    pub wraps: Arc<[super::WrapKey]>,
+    /// The last judgement of the cert, shared by the clones of this key
+    /// (they hold the same cert). A config reload makes new keys.
+    judged: Arc<Mutex<Option<Judgement>>>,
 }
 
 impl RecipientKey {
@@ -299,9 +332,9 @@ impl RecipientKey {
         path: PathBuf,
         cert: Cert,
     ) -> RecipientKey {
-        let rsa = cert
+        let wraps = cert
             .keys()
-            .filter_map(|ka| super::rsa::RsaKey::new(ka.key().role_as_unspecified()))
+            .filter_map(|ka| super::WrapKey::new(ka.key().role_as_unspecified()))
             .collect();
         RecipientKey {
             index,
@@ -309,14 +342,90 @@ impl RecipientKey {
             fingerprint,
             path,
             cert: Arc::new(cert),
-            rsa,
+            wraps,
+            judged: Arc::default(),
         }
     }
 
-    /// The prepared RSA key with this fingerprint, if there is one.
-    pub fn rsa(&self, fingerprint: &openpgp::Fingerprint) -> Option<&super::rsa::RsaKey> {
-        self.rsa.iter().find(|k| k.fingerprint() == fingerprint)
+    /// What the key encrypts to at `now`, or why it cannot. The same as
+    /// [`can_encrypt`] and [`encryption_keys`], judged again only when
+    /// `now` has reached a time at which the answer could differ (a key
+    /// or signature is created or expires: [`next_change`]), or has gone
+    /// back before the last judgement.
+    pub fn usable(&self, now: SystemTime) -> Result<Arc<Usable>, CannotEncrypt> {
+        let mut judged = self.judged.lock().unwrap_or_else(|p| p.into_inner());
+        match judged.as_ref() {
+            Some(j) if j.at <= now && now < j.until => j.verdict.clone(),
+            _ => {
+                let j = judge(&self.cert, now);
+                let verdict = j.verdict.clone();
+                *judged = Some(j);
+                verdict
+            }
+        }
     }
+
+    /// The prepared key with this fingerprint, if there is one.
+    pub fn wrap(&self, fingerprint: &openpgp::Fingerprint) -> Option<&super::WrapKey> {
+        self.wraps.iter().find(|k| k.fingerprint() == fingerprint)
+    }
+}
+
+/// `cert` judged at `now`.
+fn judge(cert: &Cert, now: SystemTime) -> Judgement {
+    let verdict = can_encrypt(cert, now).map(|()| {
+        let keys: Vec<_> = encryption_keys(cert, now).collect();
+        let features = keys
+            .first()
+            .and_then(|ka| ka.valid_cert().features())
+            .unwrap_or_else(Features::empty);
+        Arc::new(Usable {
+            keys: keys.iter().map(|ka| ka.key().fingerprint()).collect(),
+            features,
+        })
+    });
+    let longest = now.checked_add(JUDGEMENT_LIFETIME).unwrap_or(now);
+    Judgement {
+        at: now,
+        until: next_change(cert, now).map_or(longest, |t| t.min(longest)),
+        verdict,
+    }
+}
+
+/// The first moment after `now` at which a judgement of `cert` could
+/// change: a key's or a signature's creation time, a signature's expiry,
+/// or a key's expiry (any key's creation time plus any validity period a
+/// signature gives; pairs that do not belong together only make the
+/// judgement end sooner). `None` when there is none.
+pub fn next_change(cert: &Cert, now: SystemTime) -> Option<SystemTime> {
+    use openpgp::Packet;
+    let mut created = Vec::new();
+    let mut periods = Vec::new();
+    let mut times = Vec::new();
+    for packet in cert.clone().into_packets() {
+        match packet {
+            Packet::PublicKey(k) => created.push(k.creation_time()),
+            Packet::PublicSubkey(k) => created.push(k.creation_time()),
+            Packet::SecretKey(k) => created.push(k.creation_time()),
+            Packet::SecretSubkey(k) => created.push(k.creation_time()),
+            Packet::Signature(sig) => {
+                times.extend(sig.signature_creation_time());
+                times.extend(sig.signature_expiration_time());
+                periods.extend(sig.key_validity_period());
+            }
+            _ => {}
+        }
+    }
+    let expiries = created
+        .iter()
+        .flat_map(|c| periods.iter().filter_map(move |p| c.checked_add(*p)));
+    created
+        .iter()
+        .copied()
+        .chain(times)
+        .chain(expiries)
+        .filter(|t| *t > now)
+        .min()
 }
 
 /// Every recipient's key, loaded once per config load.
@@ -433,6 +542,63 @@ mod tests {
         assert_eq!(check("signonly"), Err(CannotEncrypt::NoEncryptionSubkey));
         let e = check("expired").unwrap_err().to_string();
         assert!(e.contains("expired on 2020-01-02"), "{e}");
+    }
+
+    /// A Curve25519 key made at a whole second an hour ago, valid for
+    /// two hours, and the moment it expires.
+    fn expiring_key() -> (RecipientKey, SystemTime) {
+        use openpgp::cert::{CertBuilder, CipherSuite};
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let made = SystemTime::UNIX_EPOCH + Duration::from_secs(secs - 3600);
+        let (cert, _) = CertBuilder::new()
+            .set_cipher_suite(CipherSuite::Cv25519)
+            .set_creation_time(made)
+            .set_validity_period(Duration::from_secs(7200))
+            .add_userid("Expiring <expiring@example.org>")
+            .add_transport_encryption_subkey()
+            .generate()
+            .unwrap();
+        let fpr = fingerprint(&cert).parse().unwrap();
+        let to = Recipient(Address::parse("expiring@example.org").unwrap());
+        let key = RecipientKey::new(0, to, fpr, PathBuf::from("expiring.asc"), cert);
+        (key, made + Duration::from_secs(7200))
+    }
+
+    #[test]
+    fn the_next_change_of_a_key_is_its_expiry() {
+        let (key, expires) = expiring_key();
+        let now = expires - Duration::from_secs(60);
+        assert_eq!(next_change(&key.cert, now), Some(expires));
+        assert_eq!(next_change(&key.cert, expires), None);
+    }
+
+    #[test]
+    fn a_kept_judgement_ends_when_the_key_expires() {
+        let (key, expires) = expiring_key();
+        let second = Duration::from_secs(1);
+        // Judged, then asked again just before and at the expiry.
+        let usable = key.usable(expires - 30 * second).unwrap();
+        assert_eq!(usable.keys.len(), 1);
+        assert_eq!(key.usable(expires - second), Ok(usable.clone()));
+        assert!(
+            matches!(key.usable(expires), Err(CannotEncrypt::Expired(_))),
+            "{:?}",
+            key.usable(expires)
+        );
+        // A clock set back is judged again, not served the expiry.
+        assert_eq!(key.usable(expires - second), Ok(usable));
+        // The same answers as judging afresh each time.
+        for t in [expires - second, expires, expires + second] {
+            assert_eq!(
+                key.usable(t).map(|_| ()),
+                can_encrypt(&key.cert, t),
+                "at the expiry {:?}",
+                t.duration_since(expires)
+            );
+        }
     }
 
     #[test]

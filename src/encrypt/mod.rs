@@ -20,6 +20,7 @@ pub mod pad;
 mod rsa;
 mod sealed;
 pub mod subject;
+mod x25519;
 
 use std::io::Write;
 use std::time::SystemTime;
@@ -27,8 +28,6 @@ use std::time::SystemTime;
 use sequoia_openpgp as openpgp;
 
 use openpgp::Packet;
-use openpgp::cert::Preferences;
-use openpgp::cert::amalgamation::ValidAmalgamation;
 use openpgp::serialize::Serialize;
 use openpgp::serialize::stream::{Armorer, Encryptor, LiteralWriter, Message};
 use openpgp::types::SymmetricAlgorithm;
@@ -205,6 +204,50 @@ impl Sealer {
     }
 }
 
+/// A recipient key whose session-key packet is built here rather than by
+/// sequoia: RSA (`rsa`: faster arithmetic) and Curve25519 ECDH (`x25519`:
+/// no Yarrow reseeded per random value with `crypto-nettle`). Both take
+/// the session key from the system CSPRNG.
+#[derive(Debug, Clone)]
+pub enum WrapKey {
+    /// Boxed: its precomputed modulus parameters take 2 KiB.
+    Rsa(Box<rsa::RsaKey>),
+    X25519(x25519::X25519Key),
+}
+
+impl WrapKey {
+    /// The key, when one of the two handles it; `None` leaves it to sequoia.
+    pub fn new(
+        key: &openpgp::packet::Key<
+            openpgp::packet::key::PublicParts,
+            openpgp::packet::key::UnspecifiedRole,
+        >,
+    ) -> Option<WrapKey> {
+        rsa::RsaKey::new(key)
+            .map(|k| WrapKey::Rsa(Box::new(k)))
+            .or_else(|| x25519::X25519Key::new(key).map(WrapKey::X25519))
+    }
+
+    pub fn fingerprint(&self) -> &openpgp::Fingerprint {
+        match self {
+            WrapKey::Rsa(k) => k.fingerprint(),
+            WrapKey::X25519(k) => k.fingerprint(),
+        }
+    }
+
+    /// The PKESK v3 packet that gives `session_key` (for `algo`) to this key.
+    fn pkesk(
+        &self,
+        algo: SymmetricAlgorithm,
+        session_key: &openpgp::crypto::SessionKey,
+    ) -> Result<openpgp::packet::PKESK, rsa::WrapError> {
+        match self {
+            WrapKey::Rsa(k) => k.pkesk(algo, session_key),
+            WrapKey::X25519(k) => k.pkesk(algo, session_key),
+        }
+    }
+}
+
 /// 128 random bits in hex: a Message-ID's local part, a MIME boundary.
 /// Random rather than derived from the queue id, which holds the time,
 /// the daemon's pid and a counter: the relay and every later hop would
@@ -264,22 +307,15 @@ fn encrypt_armored(
     size: usize,
     write: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<Vec<u8>, CannotEncrypt> {
-    keys::can_encrypt(&key.cert, now)?;
-    let recipients: Vec<_> = keys::encryption_keys(&key.cert, now).collect();
-    // RSA keys of a cert without SEIPDv2 (AEAD) support take the fast path
-    // of `rsa`; anything else, sequoia's own PKESK code.
-    let seipdv2 = recipients.iter().any(|ka| {
-        ka.valid_cert()
-            .features()
-            .is_some_and(|f| f.supports_seipdv2())
-    });
-    let fast: Option<Vec<&rsa::RsaKey>> = if seipdv2 {
+    let usable = key.usable(now)?;
+    let seipdv2 = usable.features.supports_seipdv2();
+    // RSA and Curve25519 keys of a cert without SEIPDv2 (AEAD) support get
+    // their session-key packets from `WrapKey`; anything else from
+    // sequoia's own PKESK code.
+    let fast: Option<Vec<&WrapKey>> = if seipdv2 {
         None
     } else {
-        recipients
-            .iter()
-            .map(|ka| key.rsa(&ka.key().fingerprint()))
-            .collect()
+        usable.keys.iter().map(|f| key.wrap(f)).collect()
     };
     // sequoia refuses only what the policy or the key rules out.
     let failed = |e: openpgp::anyhow::Error| CannotEncrypt::Policy(e.to_string());
@@ -289,12 +325,12 @@ fn encrypt_armored(
         let message = Message::new(crate::message::LfToCrlf(&mut sink));
         let mut message = Armorer::new(message).build().map_err(failed)?;
         let message = match fast {
-            Some(rsa_keys) if !rsa_keys.is_empty() => {
+            Some(wrap_keys) if !wrap_keys.is_empty() => {
                 let algo = SymmetricAlgorithm::AES256;
                 let session_key =
                     rsa::session_key(algo).map_err(|e| CannotEncrypt::Policy(e.to_string()))?;
-                for rsa_key in rsa_keys {
-                    let pkesk = rsa_key
+                for wrap_key in wrap_keys {
+                    let pkesk = wrap_key
                         .pkesk(algo, &session_key)
                         .map_err(|e| CannotEncrypt::Policy(e.to_string()))?;
                     Packet::from(pkesk)
@@ -306,9 +342,29 @@ fn encrypt_armored(
                     .build()
                     .map_err(failed)?
             }
-            _ => Encryptor::for_recipients(message, recipients)
-                .build()
-                .map_err(failed)?,
+            _ => {
+                // The keys the judgement chose, as sequoia names them
+                // from a valid key (`From<ValidErasedKeyAmalgamation>`).
+                let recipients = key
+                    .cert
+                    .keys()
+                    .filter(|ka| usable.keys.contains(&ka.key().fingerprint()))
+                    .map(|ka| {
+                        let handle: openpgp::KeyHandle = if seipdv2 {
+                            ka.key().fingerprint().into()
+                        } else {
+                            ka.key().keyid().into()
+                        };
+                        openpgp::serialize::stream::Recipient::new(
+                            usable.features.clone(),
+                            handle,
+                            ka.key(),
+                        )
+                    });
+                Encryptor::for_recipients(message, recipients)
+                    .build()
+                    .map_err(failed)?
+            }
         };
         let mut writer = LiteralWriter::new(message).build().map_err(failed)?;
         write(&mut writer).map_err(|e| CannotEncrypt::Policy(e.to_string()))?;
@@ -318,8 +374,45 @@ fn encrypt_armored(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use openpgp::Cert;
+    use openpgp::packet::key::{SecretParts, UnspecifiedRole};
+    use openpgp::parse::Parse;
+
+    /// A test key with its secret parts (tests/keys).
+    pub(crate) fn secret_cert(name: &str) -> Cert {
+        let path = format!("{}/tests/keys/{name}.sec.asc", env!("CARGO_MANIFEST_DIR"));
+        Cert::from_file(path).unwrap()
+    }
+
+    #[test]
+    fn sequoia_decrypts_each_session_key_packet_made_here_with_the_secret_key() {
+        for name in ["rsa2048", "alerts", "journalist"] {
+            let cert = secret_cert(name);
+            let sub = cert.keys().subkeys().next().unwrap();
+            let public = sub.key().parts_as_public().role_as_unspecified().clone();
+            let wrap = WrapKey::new(&public).expect("RSA or Curve25519");
+            let secret: openpgp::packet::Key<SecretParts, UnspecifiedRole> = sub
+                .key()
+                .clone()
+                .parts_into_secret()
+                .unwrap()
+                .role_into_unspecified();
+            let mut pair = secret.into_keypair().unwrap();
+            for algo in [SymmetricAlgorithm::AES256, SymmetricAlgorithm::AES128] {
+                let sk = rsa::session_key(algo).unwrap();
+                let pkesk = wrap.pkesk(algo, &sk).unwrap();
+                let openpgp::packet::PKESK::V3(v3) = &pkesk else {
+                    panic!("a v3 PKESK");
+                };
+                assert_eq!(v3.recipient(), Some(&public.keyid()), "{name}");
+                let (got_algo, got) = pkesk.decrypt(&mut pair, None).expect("decrypts");
+                assert_eq!(got_algo, Some(algo), "{name}");
+                assert_eq!(&got[..], &sk[..], "{name}");
+            }
+        }
+    }
 
     #[test]
     fn the_date_has_one_length_on_every_day_of_the_month() {

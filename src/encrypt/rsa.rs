@@ -15,7 +15,7 @@
 //! writes: the session key, prefixed by the symmetric algorithm and
 //! followed by a two-octet checksum, EME-PKCS1-v1_5 encoded (section 13.1)
 //! to the modulus length and raised to `e` mod `n`. GnuPG decrypts it in
-//! the tests (`tests/encrypt.rs`), and a unit test below decrypts it with
+//! the tests (`tests/encrypt.rs`), and a unit test (`super::tests`) decrypts it with
 //! sequoia and the secret key.
 
 use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
@@ -59,20 +59,21 @@ impl std::fmt::Debug for RsaKey {
     }
 }
 
-/// Why a session key could not be encrypted here.
+/// Why a session key could not be encrypted here (for RSA, or X25519:
+/// `super::x25519`).
 #[derive(Debug)]
-pub enum RsaError {
+pub enum WrapError {
     /// The system's random number generator failed.
     Random,
     /// The PKESK packet could not be built.
     Packet(String),
 }
 
-impl std::fmt::Display for RsaError {
+impl std::fmt::Display for WrapError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RsaError::Random => write!(f, "the system random number generator failed"),
-            RsaError::Packet(e) => write!(f, "cannot build the session-key packet: {e}"),
+            WrapError::Random => write!(f, "the system random number generator failed"),
+            WrapError::Packet(e) => write!(f, "cannot build the session-key packet: {e}"),
         }
     }
 }
@@ -129,7 +130,7 @@ impl RsaKey {
         &self,
         algo: SymmetricAlgorithm,
         session_key: &SessionKey,
-    ) -> Result<PKESK, RsaError> {
+    ) -> Result<PKESK, WrapError> {
         // Each try fails with probability about 1/200: 64 tries fail
         // together with probability below 2^-480.
         let mut last = None;
@@ -140,7 +141,7 @@ impl RsaKey {
             }
             last = Some(pkesk);
         }
-        last.ok_or_else(|| RsaError::Packet("no ciphertext".into()))
+        last.ok_or_else(|| WrapError::Packet("no ciphertext".into()))
     }
 
     /// One encryption of the session key; with whether the ciphertext's
@@ -149,29 +150,23 @@ impl RsaKey {
         &self,
         algo: SymmetricAlgorithm,
         session_key: &SessionKey,
-    ) -> Result<(PKESK, bool), RsaError> {
+    ) -> Result<(PKESK, bool), WrapError> {
         // M = algo || session key || checksum (RFC 4880 section 5.1).
-        let mut em = vec![0u8; MAX_BYTES];
-        let m_len = 1 + session_key.len() + 2;
+        let m_bytes = checksummed(algo, session_key);
+        let m_len = m_bytes.len();
         if m_len + 11 > self.k {
-            return Err(RsaError::Packet(
+            return Err(WrapError::Packet(
                 "the session key does not fit the modulus".into(),
             ));
         }
         // EM = 0x00 || 0x02 || PS (non-zero random) || 0x00 || M, right-aligned
         // in the 512-byte buffer so that it reads as a big-endian integer.
+        let mut em = vec![0u8; MAX_BYTES];
         let start = MAX_BYTES - self.k;
         em[start + 1] = 2;
         let ps = start + 2..MAX_BYTES - m_len - 1;
         nonzero_random(&mut em[ps])?;
-        let m = MAX_BYTES - m_len;
-        em[m] = algo.into();
-        em[m + 1..m + 1 + session_key.len()].copy_from_slice(session_key);
-        let checksum = session_key
-            .iter()
-            .map(|b| u16::from(*b))
-            .fold(0u16, u16::wrapping_add);
-        em[MAX_BYTES - 2..].copy_from_slice(&checksum.to_be_bytes());
+        em[MAX_BYTES - m_len..].copy_from_slice(&m_bytes);
 
         let mut message = U4096::from_be_slice(&em);
         em.zeroize();
@@ -186,7 +181,7 @@ impl RsaKey {
         };
         PKESK3::new(Some(self.keyid.clone()), self.pk_algo, esk)
             .map(|p| (PKESK::from(p), full))
-            .map_err(|e| RsaError::Packet(e.to_string()))
+            .map_err(|e| WrapError::Packet(e.to_string()))
     }
 }
 
@@ -213,27 +208,41 @@ fn pow_public(base: &DynResidue<LIMBS>, e: &[u8]) -> DynResidue<LIMBS> {
 }
 
 /// A fresh session key for `algo` from the system CSPRNG.
-pub fn session_key(algo: SymmetricAlgorithm) -> Result<SessionKey, RsaError> {
+pub fn session_key(algo: SymmetricAlgorithm) -> Result<SessionKey, WrapError> {
     let size = algo
         .key_size()
-        .map_err(|e| RsaError::Packet(e.to_string()))?;
+        .map_err(|e| WrapError::Packet(e.to_string()))?;
     let mut key = SessionKey::from(vec![0u8; size]);
     SystemRandom::new()
         .fill(&mut key)
-        .map_err(|_| RsaError::Random)?;
+        .map_err(|_| WrapError::Random)?;
     Ok(key)
 }
 
+/// The session key as a PKESK v3 carries it (RFC 4880 section 5.1): the
+/// symmetric algorithm, the key, and the key's sum modulo 65536.
+pub fn checksummed(algo: SymmetricAlgorithm, session_key: &SessionKey) -> SessionKey {
+    let checksum = session_key
+        .iter()
+        .map(|b| u16::from(*b))
+        .fold(0u16, u16::wrapping_add);
+    let mut m = Vec::with_capacity(1 + session_key.len() + 2);
+    m.push(algo.into());
+    m.extend_from_slice(session_key);
+    m.extend_from_slice(&checksum.to_be_bytes());
+    SessionKey::from(m)
+}
+
 /// Fills `out` with random non-zero bytes (PKCS#1 v1.5's padding string).
-fn nonzero_random(out: &mut [u8]) -> Result<(), RsaError> {
+fn nonzero_random(out: &mut [u8]) -> Result<(), WrapError> {
     let rng = SystemRandom::new();
-    rng.fill(out).map_err(|_| RsaError::Random)?;
+    rng.fill(out).map_err(|_| WrapError::Random)?;
     let mut byte = [0u8; 1];
     for b in out.iter_mut() {
         // Redraw the zeros (1 in 256); which bytes are redrawn says
         // nothing about the session key.
         while *b == 0 {
-            rng.fill(&mut byte).map_err(|_| RsaError::Random)?;
+            rng.fill(&mut byte).map_err(|_| WrapError::Random)?;
             *b = byte[0];
         }
     }
@@ -250,42 +259,7 @@ fn uint(be: &[u8]) -> U4096 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openpgp::Cert;
-    use openpgp::packet::key::SecretParts;
-    use openpgp::parse::Parse;
-
-    fn secret_cert(name: &str) -> Cert {
-        let path = format!("{}/tests/keys/{name}.sec.asc", env!("CARGO_MANIFEST_DIR"));
-        Cert::from_file(path).unwrap()
-    }
-
-    #[test]
-    fn sequoia_decrypts_the_session_key_with_the_secret_key() {
-        for name in ["rsa2048", "alerts"] {
-            let cert = secret_cert(name);
-            let sub = cert.keys().subkeys().next().unwrap();
-            let public = sub.key().parts_as_public().role_as_unspecified().clone();
-            let rsa = RsaKey::new(&public).expect("an RSA key up to 4096 bits");
-            let secret: Key<SecretParts, UnspecifiedRole> = sub
-                .key()
-                .clone()
-                .parts_into_secret()
-                .unwrap()
-                .role_into_unspecified();
-            let mut pair = secret.into_keypair().unwrap();
-            for algo in [SymmetricAlgorithm::AES256, SymmetricAlgorithm::AES128] {
-                let sk = session_key(algo).unwrap();
-                let pkesk = rsa.pkesk(algo, &sk).unwrap();
-                let PKESK::V3(v3) = &pkesk else {
-                    panic!("a v3 PKESK");
-                };
-                assert_eq!(v3.recipient(), Some(&public.keyid()), "{name}");
-                let (got_algo, got) = pkesk.decrypt(&mut pair, None).expect("decrypts");
-                assert_eq!(got_algo, Some(algo), "{name}");
-                assert_eq!(&got[..], &sk[..], "{name}");
-            }
-        }
-    }
+    use crate::encrypt::tests::secret_cert;
 
     #[test]
     fn every_session_key_packet_has_one_size() {
