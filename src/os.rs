@@ -4,9 +4,10 @@
 //! daemon's user), processes, core dumps, sockets passed by systemd, file
 //! system syncs and the allocator.
 //!
-//! rustix makes the calls it has, without unsafe code; libc the few it
-//! lacks (fork, setresgid for every thread, the password database,
-//! mallopt, signal dispositions), each with the reason it is safe.
+//! rustix makes the calls it has, without unsafe code but for madvise;
+//! libc the few it lacks (fork, setresgid for every thread, the password
+//! database, mallopt, signal dispositions), each with the reason it is
+//! safe.
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
@@ -116,8 +117,10 @@ pub fn tune_malloc() {
 /// a TLB shootdown on the other core: 0.05–0.07 ms of the daemon's CPU
 /// per alert (benches/README.md). Raising the threshold instead kept
 /// large messages' pages in the heap (burst-large's peak 100 → 110 MiB).
-/// A kept block keeps its first 64 KiB resident; the rest goes back to the
-/// system when the block is kept (`MADV_DONTNEED`: for an alert's block,
+///
+/// A block is zeroed over its first [`KEPT_RESIDENT`] bytes when it is
+/// kept (one of the two held the alert's plaintext), and the rest of its
+/// pages go back to the system (`MADV_DONTNEED`: for an alert's block,
 /// pages nobody touched, which costs a page-table walk and no shootdown).
 pub struct KeepBlocks {
     slots: [std::sync::atomic::AtomicPtr<u8>; KEPT_BLOCKS],
@@ -127,8 +130,9 @@ pub struct KeepBlocks {
 const KEPT_BLOCK: usize = 4 << 20;
 /// Blocks kept at most: two per encryption, for eight at once.
 pub const KEPT_BLOCKS: usize = 16;
-/// What a kept block keeps resident of what its last user touched.
-const KEPT_RESIDENT: usize = 64 << 10;
+/// What a kept block keeps resident (zeroed): an alert and its headers
+/// fit in it.
+const KEPT_RESIDENT: usize = 16 << 10;
 
 impl KeepBlocks {
     pub const fn new() -> KeepBlocks {
@@ -138,10 +142,10 @@ impl KeepBlocks {
     }
 
     /// Whether a block of `layout` may be kept: exactly 4 MiB, with an
-    /// alignment malloc gives anyway (so the system allocator frees it
-    /// with any such layout).
+    /// alignment malloc gives every block (so a kept block suits any such
+    /// layout, and the system frees it whatever the layout).
     fn keeps(layout: std::alloc::Layout) -> bool {
-        layout.size() == KEPT_BLOCK && layout.align() <= 16
+        layout.size() == KEPT_BLOCK && layout.align() <= std::mem::align_of::<libc::max_align_t>()
     }
 }
 
@@ -151,27 +155,43 @@ impl Default for KeepBlocks {
     }
 }
 
-/// Gives the pages of a 4 MiB block beyond its first [`KEPT_RESIDENT`]
-/// bytes back to the system; their contents read as zeros afterwards. The
-/// range is rounded inward to 4 KiB pages (with larger pages the call
-/// fails, and the block stays as it is).
-fn release_tail(block: *mut u8) {
-    let start = (block as usize + KEPT_RESIDENT).next_multiple_of(4096);
-    let end = (block as usize + KEPT_BLOCK) & !4095;
-    if end > start {
-        // SAFETY: [start, end) lies inside the block, which its owner has
-        // just freed and nobody else holds; MADV_DONTNEED only drops the
-        // pages of that range of a private mapping (it stays mapped, and
-        // reads zeros). glibc keeps no data inside a block it handed out.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+/// Readies a freed 4 MiB block for keeping: its first [`KEPT_RESIDENT`]
+/// bytes zeroed, the pages beyond them given back to the system (they
+/// read as zeros afterwards). The range given back is rounded inward to
+/// whole pages, so it never reaches past the block.
+///
+/// # Safety
+///
+/// `block` is a freed block of [`KEPT_BLOCK`] bytes that nobody else holds.
+unsafe fn clear_for_keeping(block: *mut u8) {
+    // SAFETY: the first KEPT_RESIDENT bytes lie inside the block, which
+    // the caller holds alone.
+    unsafe { std::ptr::write_bytes(block, 0, KEPT_RESIDENT) };
+    #[cfg(target_os = "linux")]
+    {
+        let page = rustix::param::page_size();
+        let start = (block as usize + KEPT_RESIDENT).next_multiple_of(page);
+        let end = (block as usize + KEPT_BLOCK) / page * page;
+        if end > start {
+            // SAFETY: [start, end) is whole pages inside the block, held
+            // by the caller alone; MADV_DONTNEED only drops their contents
+            // (the range stays mapped and reads zeros). glibc keeps nothing
+            // inside a block it handed out. An error leaves the pages as
+            // they were, and rustix's raw call leaves errno alone.
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    start as *mut std::ffi::c_void,
+                    end - start,
+                    rustix::mm::Advice::LinuxDontNeed,
+                )
+            };
         }
     }
 }
 
 // SAFETY: every pointer this allocator returns comes from `System` for a
-// layout of the same size and an alignment of at most 16 (malloc's own),
-// or is such a block returned earlier and kept; every pointer it frees goes
+// layout of the same size and an alignment malloc gives every block, or
+// is such a block returned earlier and kept; every pointer it frees goes
 // back to `System` or into a slot, where one owner at a time holds it (the
 // slots are swapped atomically). So each block is freed once, by the
 // allocator that made it, with a layout it accepts.
@@ -180,6 +200,9 @@ unsafe impl std::alloc::GlobalAlloc for KeepBlocks {
         use std::sync::atomic::Ordering;
         if Self::keeps(layout) {
             for slot in &self.slots {
+                if slot.load(Ordering::Relaxed).is_null() {
+                    continue;
+                }
                 let kept = slot.swap(std::ptr::null_mut(), Ordering::Acquire);
                 if !kept.is_null() {
                     return kept;
@@ -192,8 +215,14 @@ unsafe impl std::alloc::GlobalAlloc for KeepBlocks {
 
     unsafe fn dealloc(&self, block: *mut u8, layout: std::alloc::Layout) {
         use std::sync::atomic::Ordering;
-        if Self::keeps(layout) {
-            release_tail(block);
+        let room = || {
+            self.slots
+                .iter()
+                .any(|s| s.load(Ordering::Relaxed).is_null())
+        };
+        if Self::keeps(layout) && room() {
+            // SAFETY: the caller has freed `block` (of KEPT_BLOCK bytes).
+            unsafe { clear_for_keeping(block) };
             for slot in &self.slots {
                 let put = slot.compare_exchange(
                     std::ptr::null_mut(),
@@ -562,7 +591,7 @@ mod tests {
     };
 
     #[test]
-    fn freed_4_mib_blocks_are_kept_with_their_first_pages_only() {
+    fn freed_4_mib_blocks_are_kept_cleared() {
         let a = KeepBlocks::new();
         unsafe {
             let blocks: Vec<*mut u8> = (0..3).map(|_| a.alloc(BLOCK)).collect();
@@ -575,9 +604,9 @@ mod tests {
             // All three kept and handed out again.
             let again: Vec<*mut u8> = (0..3).map(|_| a.alloc(BLOCK)).collect();
             assert!(blocks.iter().all(|b| again.contains(b)));
-            // What the last user wrote in the first 64 KiB stays; beyond
-            // it the pages went back to the system.
-            assert_eq!(again[0].read(), 0x5a);
+            // Nothing the last user wrote is left: the first 16 KiB were
+            // zeroed, the pages beyond went back to the system.
+            assert!(again.iter().all(|b| b.read() == 0));
             assert!(again.iter().all(|b| b.add(1 << 20).read() == 0));
             // A zeroed block is never a kept one.
             let z = a.alloc_zeroed(BLOCK);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// glibc's malloc, with two 4 MiB blocks kept for reuse (see the type).
+/// glibc's malloc, with freed 4 MiB blocks kept for reuse (see the type).
 #[global_allocator]
 static ALLOCATOR: alert_relay::os::KeepBlocks = alert_relay::os::KeepBlocks::new();
 

@@ -1,5 +1,6 @@
 //! The session-key packet (PKESK v3) for an ECDH key on Curve25519 (the
-//! `cv25519` subkeys GnuPG makes), with ring's X25519.
+//! `cv25519` subkeys GnuPG makes), with x25519-dalek (the curve code of
+//! sequoia's own pure-Rust backend) and the system CSPRNG.
 //!
 //! Why not sequoia's own: with the `crypto-nettle` backend (the .deb's),
 //! every random value sequoia draws seeds a new Yarrow generator, 1,500
@@ -19,10 +20,9 @@
 //! tests (`tests/encrypt.rs`, the journalist key), and a unit test
 //! (`super::tests`) decrypts it with sequoia and the secret key.
 
-use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, X25519};
-use ring::digest;
-use ring::rand::SystemRandom;
+use ring::rand::{SecureRandom, SystemRandom};
 use sequoia_openpgp as openpgp;
+use zeroize::Zeroizing;
 
 use openpgp::crypto::mem::Protected;
 use openpgp::crypto::{SessionKey, ecdh, mpi};
@@ -46,7 +46,7 @@ pub struct X25519Key {
     /// R, the recipient's public key (RFC 7748's 32 octets).
     public: [u8; 32],
     /// The KDF's hash and the key-wrap cipher the key asks for.
-    hash: &'static digest::Algorithm,
+    hash: HashAlgorithm,
     wrap: SymmetricAlgorithm,
     /// The KDF's fixed input: everything after S.
     param: Vec<u8>,
@@ -74,12 +74,12 @@ impl X25519Key {
         if key.version() != 4 || key.pk_algo() != PublicKeyAlgorithm::ECDH {
             return None;
         }
-        let hash_algo = match hash {
-            HashAlgorithm::SHA256 => &digest::SHA256,
-            HashAlgorithm::SHA384 => &digest::SHA384,
-            HashAlgorithm::SHA512 => &digest::SHA512,
-            _ => return None,
-        };
+        if !matches!(
+            hash,
+            HashAlgorithm::SHA256 | HashAlgorithm::SHA384 | HashAlgorithm::SHA512
+        ) {
+            return None;
+        }
         if !matches!(
             sym,
             SymmetricAlgorithm::AES128 | SymmetricAlgorithm::AES192 | SymmetricAlgorithm::AES256
@@ -103,7 +103,7 @@ impl X25519Key {
             keyid: key.keyid(),
             fingerprint,
             public,
-            hash: hash_algo,
+            hash: *hash,
             wrap: *sym,
             param,
         })
@@ -122,21 +122,32 @@ impl X25519Key {
         session_key: &SessionKey,
     ) -> Result<PKESK, WrapError> {
         let packet = |e: String| WrapError::Packet(e);
-        let rng = SystemRandom::new();
-        let v = EphemeralPrivateKey::generate(&X25519, &rng).map_err(|_| WrapError::Random)?;
-        let vb = v.compute_public_key().map_err(|_| WrapError::Random)?;
-        let peer = UnparsedPublicKey::new(&X25519, self.public);
-        // Z = KDF(S, Param); S never leaves the closure.
-        let z = agreement::agree_ephemeral(v, &peer, |s| {
-            let mut kdf = digest::Context::new(self.hash);
-            kdf.update(&[0, 0, 0, 1]);
-            kdf.update(s);
-            kdf.update(&self.param);
-            kdf.finish()
-        })
-        .map_err(|_| packet("the key agreement failed (a key of low order?)".into()))?;
+        // The ephemeral key pair (v, V) and the shared secret S = vR.
+        let mut seed = Zeroizing::new([0u8; 32]);
+        SystemRandom::new()
+            .fill(seed.as_mut())
+            .map_err(|_| WrapError::Random)?;
+        let v = x25519_dalek::StaticSecret::from(*seed);
+        let vb = x25519_dalek::PublicKey::from(&v);
+        let s = v.diffie_hellman(&x25519_dalek::PublicKey::from(self.public));
+        if !s.was_contributory() {
+            return Err(packet(
+                "the key agreement failed (a key of low order)".into(),
+            ));
+        }
+        // Z = KDF(S, Param): the hash of 00000001 || S || Param, cut to the
+        // key-wrap cipher's key size.
         let key_size = self.wrap.key_size().map_err(|e| packet(e.to_string()))?;
-        let z = Protected::from(&z.as_ref()[..key_size]);
+        let mut kdf = self
+            .hash
+            .context()
+            .map_err(|e| packet(e.to_string()))?
+            .for_digest();
+        kdf.update(&[0, 0, 0, 1]);
+        kdf.update(s.as_bytes());
+        kdf.update(&self.param);
+        let mut z = Protected::from(vec![0u8; key_size]);
+        kdf.digest(&mut z).map_err(|e| packet(e.to_string()))?;
 
         // m = algo || session key || checksum || PKCS#5 padding to 40.
         let psk = checksummed(algo, session_key);
@@ -149,7 +160,7 @@ impl X25519Key {
         m[..psk.len()].copy_from_slice(&psk);
         let wrapped = ecdh::aes_key_wrap(self.wrap, &z, &m).map_err(|e| packet(e.to_string()))?;
         let esk = mpi::Ciphertext::ECDH {
-            e: mpi::MPI::new_compressed_point(vb.as_ref()),
+            e: mpi::MPI::new_compressed_point(vb.as_bytes()),
             key: wrapped.into_boxed_slice(),
         };
         PKESK3::new(Some(self.keyid.clone()), PublicKeyAlgorithm::ECDH, esk)
