@@ -393,7 +393,8 @@ fn judge(cert: &Cert, now: SystemTime) -> Judgement {
 }
 
 /// The first moment after `now` at which a judgement of `cert` could
-/// change: a key's or a signature's creation time, a signature's expiry,
+/// change: a key's or a signature's (or an embedded back-signature's)
+/// creation time, a signature's expiry,
 /// or a key's expiry (any key's creation time plus any validity period a
 /// signature gives; pairs that do not belong together only make the
 /// judgement end sooner). `None` when there is none.
@@ -409,9 +410,13 @@ pub fn next_change(cert: &Cert, now: SystemTime) -> Option<SystemTime> {
             Packet::SecretKey(k) => created.push(k.creation_time()),
             Packet::SecretSubkey(k) => created.push(k.creation_time()),
             Packet::Signature(sig) => {
-                times.extend(sig.signature_creation_time());
-                times.extend(sig.signature_expiration_time());
-                periods.extend(sig.key_validity_period());
+                // With the back-signatures embedded in it: a subkey that
+                // can sign is valid only while its own is.
+                for s in std::iter::once(&sig).chain(sig.embedded_signatures()) {
+                    times.extend(s.signature_creation_time());
+                    times.extend(s.signature_expiration_time());
+                    periods.extend(s.key_validity_period());
+                }
             }
             _ => {}
         }
