@@ -197,6 +197,22 @@ mod tests {
     }
 
     #[test]
+    fn a_key_of_low_order_is_refused_not_encrypted_to() {
+        // The all-zero point: every shared secret with it is zero, so the
+        // "encryption" would be readable by anyone.
+        let weak: Key<PublicParts, UnspecifiedRole> =
+            openpgp::packet::key::Key4::import_public_cv25519(&[0u8; 32], None, None, None)
+                .unwrap()
+                .into();
+        let x = X25519Key::new(&weak).expect("a Curve25519 ECDH key");
+        let sk = session_key(SymmetricAlgorithm::AES256).unwrap();
+        match x.pkesk(SymmetricAlgorithm::AES256, &sk) {
+            Err(WrapError::Packet(why)) => assert!(why.contains("low order"), "{why}"),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
     fn other_keys_are_left_to_sequoia() {
         for name in ["alerts", "rsa2048"] {
             let cert = secret_cert(name);
