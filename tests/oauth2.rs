@@ -12,7 +12,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::tokend::CLIENT_ID;
 use common::{Gpg, Relay, Setup, TokenServer};
 
 /// Longer than the daemon keeps an idle connection to the relay (5 s,
@@ -30,39 +29,11 @@ fn relay_for(tokens: &TokenServer, mechanisms: &str) -> Relay {
 }
 
 /// The standard setup on `relay`, signing in with OAuth 2.0 at `tokens`
-/// (`extra`: more `[relay.oauth2]` keys; the device flow unless they say
-/// otherwise).
+/// (`extra`: more `[relay.oauth2]` keys).
 fn setup(relay: &Relay, tokens: &TokenServer, extra: &str) -> Setup {
     let setup = Setup::new();
     setup.use_relay(relay.port, "");
-    // The spool, as the package makes it: the sign-in goes there.
-    std::fs::create_dir(setup.spool()).unwrap();
-    std::fs::set_permissions(setup.spool(), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let config: Vec<String> = std::fs::read_to_string(setup.config_path())
-        .unwrap()
-        .lines()
-        .map(|l| match l.starts_with("password_file") {
-            true => "auth = \"oauth2\"".to_string(),
-            false => l.to_string(),
-        })
-        .collect();
-    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/ca.pem");
-    let device = if extra.contains("authorization_endpoint") {
-        String::new()
-    } else {
-        format!(
-            "device_authorization_endpoint = \"{}\"\n",
-            tokens.url("/devicecode")
-        )
-    };
-    setup.write_config(&format!(
-        "{}\n\n[relay.oauth2]\nprovider = \"custom\"\nclient_id = \"{CLIENT_ID}\"\n\
-         token_endpoint = \"{}\"\n{device}scope = \"https://mail.example.org/ offline_access\"\n\
-         ca_file = \"{}\"\n{extra}",
-        config.join("\n"),
-        tokens.url("/token"),
-        ca.display()
-    ));
+    tokens.configure(&setup, extra);
     setup
 }
 
@@ -142,13 +113,15 @@ fn device_login_then_alerts_go_out_with_xoauth2_and_oauthbearer() {
     // Microsoft: XOAUTH2 only, and access tokens of some kilobytes, which
     // must follow a 334 (RFC 4954: no AUTH line over 512 octets). Google:
     // OAUTHBEARER offered too, short tokens sent with the AUTH command.
+    // The first endpoint names the account that signed in (an ID
+    // token), the second does not.
     for (mechanisms, long, inline) in [
         ("XOAUTH2", true, false),
         ("XOAUTH2 OAUTHBEARER", false, true),
     ] {
         let mut options = vec!["--pending", "2", "--slow-down"];
         if long {
-            options.push("--long-tokens");
+            options.extend(["--long-tokens", "--account", "OSSEC@example.net"]);
         }
         let tokens = TokenServer::start(&options);
         let relay = relay_for(&tokens, mechanisms);
@@ -175,7 +148,12 @@ fn device_login_then_alerts_go_out_with_xoauth2_and_oauthbearer() {
             said.contains("enter the code") && said.contains("WDJB-MJHT"),
             "{said}"
         );
-        assert!(said.contains("Signed in"), "{said}");
+        match long {
+            // The mailbox, in another case: no warning.
+            true => assert!(said.contains("Signed in as OSSEC@example.net."), "{said}"),
+            false => assert!(said.contains("Signed in. "), "{said}"),
+        }
+        assert!(!said.contains("warning"), "{said}");
         // Pending twice, slowed down once, then signed in.
         assert_eq!(tokens.count("poll", None), 3);
         let stored = setup.spool().join("oauth2.json");
@@ -188,6 +166,11 @@ fn device_login_then_alerts_go_out_with_xoauth2_and_oauthbearer() {
             "{}",
             text(&out)
         );
+        let account = match long {
+            true => "account:        OSSEC@example.net\n",
+            false => "account:        not said by the provider",
+        };
+        assert!(text(&out).contains(account), "{}", text(&out));
         let out = setup.relayctl(&["check"]);
         assert!(out.status.success(), "{}", text(&out));
 
@@ -314,22 +297,14 @@ fn a_token_the_relay_refuses_is_refreshed_once_and_the_error_challenge_is_answer
 }
 
 #[test]
-fn invalid_grant_says_sign_in_again_and_an_endpoint_down_defers_until_it_is_back() {
+fn an_endpoint_down_defers_and_invalid_grant_says_sign_in_again_asked_once_until_then() {
     let tokens = TokenServer::start(&[]);
     let relay = relay_for(&tokens, "XOAUTH2");
     let setup = setup(&relay, &tokens, "");
     login(&setup);
-    tokens.set("invalid_grant", true);
-    let daemon = setup.start();
-    send(&daemon, "MARKER-GRANT");
-    let log = daemon.wait_log("run relayctl oauth2 login");
-    assert!(log.contains("class=auth"), "{log}");
-    assert!(setup.entries("failed").is_empty());
-    assert_eq!(setup.queued().len(), 1);
-
-    tokens.set("invalid_grant", false);
     tokens.set("down", true);
-    assert!(setup.relayctl(&["flush"]).status.success());
+    let daemon = setup.start();
+    send(&daemon, "MARKER-DOWN");
     daemon.wait_log("cannot get an access token from");
     assert!(
         daemon.log().contains("class=unreachable"),
@@ -338,10 +313,38 @@ fn invalid_grant_says_sign_in_again_and_an_endpoint_down_defers_until_it_is_back
     );
     assert_eq!(setup.queued().len(), 1);
 
+    // The sign-in refused: the alerts wait with the reason naming the
+    // fix, and the endpoint is asked once, not at each attempt.
     tokens.set("down", false);
+    tokens.set("invalid_grant", true);
     assert!(setup.relayctl(&["flush"]).status.success());
-    wait_for("the alert at the relay", || relay.messages().len() == 1);
-    assert!(received(&relay, &["MARKER-GRANT"]));
+    let log = daemon.wait_log("run relayctl oauth2 login");
+    assert!(log.contains("class=auth"), "{log}");
+    for n in 0..3 {
+        send(&daemon, &format!("MARKER-GRANT-{n}"));
+    }
+    assert!(setup.relayctl(&["flush"]).status.success());
+    wait_for("every alert tried and deferred", || {
+        daemon.log().matches("run relayctl oauth2 login").count() >= 5
+    });
+    assert!(setup.entries("failed").is_empty());
+    assert_eq!(setup.queued().len(), 4);
+    assert_eq!(tokens.count("refresh", Some(false)), 1);
+
+    // A new sign-in is tried at once, and releases what waited.
+    tokens.set("invalid_grant", false);
+    let said = login(&setup);
+    assert!(said.contains("4 alerts waiting"), "{said}");
+    wait_for("the alerts at the relay", || relay.messages().len() == 4);
+    assert!(received(
+        &relay,
+        &[
+            "MARKER-DOWN",
+            "MARKER-GRANT-0",
+            "MARKER-GRANT-1",
+            "MARKER-GRANT-2"
+        ]
+    ));
     let out = setup.relayctl(&["test", "--no-send"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_no_token(&tokens, "the daemon's log", &daemon.log());
@@ -441,13 +444,54 @@ fn without_a_sign_in_the_daemon_starts_and_alerts_wait_for_one() {
     assert_eq!(setup.queued().len(), 1);
     assert!(relay.messages().is_empty());
 
-    login(&setup);
-    assert!(setup.relayctl(&["flush"]).status.success());
+    // The record is written soon after the failure.
+    wait_for("health CRITICAL for the missing sign-in", || {
+        let health = setup.relayctl(&["health"]);
+        health.status.code() == Some(2) && text(&health).contains("class auth")
+    });
+
+    // The sign-in makes the alert that waited for it due at once: no
+    // flush, no retry hours away.
+    let said = login(&setup);
+    assert!(
+        said.contains("1 alert waiting since the sign-in failed is due now"),
+        "{said}"
+    );
     wait_for("the alert at the relay", || relay.messages().len() == 1);
     assert!(received(&relay, &["MARKER-LATE-SIGN-IN"]));
+    wait_for("health without the sign-in failure", || {
+        !text(&setup.relayctl(&["health"])).contains("class auth")
+    });
     // And later alerts too: the runner did not die on the lifetime.
     send(&daemon, "MARKER-LATER");
     wait_for("the second alert", || relay.messages().len() == 2);
+}
+
+#[test]
+fn a_sign_in_as_another_account_than_the_mailbox_is_named_with_a_warning() {
+    let tokens = TokenServer::start(&["--account", "someone.else@example.net"]);
+    let relay = relay_for(&tokens, "XOAUTH2");
+    let setup = setup(&relay, &tokens, "");
+    let said = login(&setup);
+    assert!(
+        said.contains("Signed in as someone.else@example.net."),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "warning: the provider says someone.else@example.net signed in, but alert-relay \
+             sends as ossec@example.net"
+        ),
+        "{said}"
+    );
+    // Nothing failed before: nothing was made due.
+    assert!(!said.contains("due now"), "{said}");
+    let out = setup.relayctl(&["oauth2", "status"]);
+    assert!(
+        text(&out).contains("account:        someone.else@example.net\n"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

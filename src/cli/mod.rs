@@ -166,7 +166,8 @@ pub enum Command {
     /// (Microsoft), or with an address to open in any browser and the
     /// address it ends at pasted back (Google). The refresh token goes to
     /// oauth2.json in the spool (the daemon's, mode 0600), never to the
-    /// screen or relay.toml. status shows what is stored, without a token.
+    /// screen or relay.toml; alerts that waited for a sign-in are sent at
+    /// once. status shows what is stored and whose, without a token.
     #[command(after_help = "Examples:
   relayctl oauth2 login
   relayctl oauth2 status")]
@@ -295,8 +296,8 @@ pub fn die_on_broken_pipe() {
 /// `relayctl oauth2 ...`.
 #[derive(Debug, Subcommand)]
 pub enum Oauth2Action {
-    /// Signs in and stores the refresh token.
+    /// Signs in, stores the refresh token, releases alerts that waited for it.
     Login,
-    /// Shows the endpoints and what is stored, never a token.
+    /// Shows the endpoints, what is stored and whose, never a token.
     Status,
 }

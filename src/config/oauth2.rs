@@ -69,10 +69,14 @@ pub struct Endpoints {
 pub const DEFAULT_REDIRECT: &str = "http://127.0.0.1:8085/";
 
 /// Microsoft: Exchange Online's SMTP scope, first (a token is issued for
-/// the resource of the first scope), and offline_access for a refresh
-/// token.
-pub const MICROSOFT_SCOPE: &str = "https://outlook.office.com/SMTP.Send offline_access";
-pub const GOOGLE_SCOPE: &str = "https://mail.google.com/";
+/// the resource of the first scope), offline_access for a refresh token,
+/// and openid and profile, as Microsoft's own MSAL always asks, for an
+/// ID token that names the account that signed in (`relayctl oauth2
+/// login` warns when it is not relay.username).
+pub const MICROSOFT_SCOPE: &str =
+    "https://outlook.office.com/SMTP.Send offline_access openid profile";
+/// Google: the mail scope, and openid and email for the same ID token.
+pub const GOOGLE_SCOPE: &str = "https://mail.google.com/ openid email";
 
 impl OAuth2Config {
     /// The endpoints and scope, or what is missing.

@@ -43,9 +43,10 @@ fn code(e: &TokenError) -> u8 {
     }
 }
 
-/// `relayctl oauth2 login`: signs in, stores the refresh token.
+/// `relayctl oauth2 login`: signs in, stores the refresh token, and
+/// makes the alerts that waited for it due now.
 pub fn login(path: &Path) -> u8 {
-    let (_, client) = match client(path) {
+    let (config, client) = match client(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -59,18 +60,67 @@ pub fn login(path: &Path) -> u8 {
     let mut out = std::io::stdout();
     let mut input = std::io::stdin().lock();
     match runtime.block_on(crate::oauth2::login::login(&client, &mut out, &mut input)) {
-        Ok(()) => {
+        Ok(account) => {
             println!(
-                "\nSigned in. The refresh token is in {} (the daemon's, mode 0600); the daemon \
-                 uses it from its next delivery. Next: relayctl test",
+                "\nSigned in{}. The refresh token is in {} (the daemon's, mode 0600); the daemon \
+                 uses it from its next delivery.",
+                account
+                    .as_deref()
+                    .map(|a| format!(" as {a}"))
+                    .unwrap_or_default(),
                 client.store.path().display()
             );
+            let mailbox = config.relay.sasl_identity().unwrap_or_default();
+            if let Some(a) = account.filter(|a| !a.eq_ignore_ascii_case(&mailbox)) {
+                eprintln!(
+                    "relayctl oauth2 login: warning: the provider says {a} signed in, but \
+                     alert-relay sends as {mailbox} (relay.username): a relay refuses one \
+                     account's token for another. Unless {a} is another name of that mailbox, \
+                     run relayctl oauth2 login again and sign in as {mailbox} (a private \
+                     browser window keeps the browser's own account out of it), or set \
+                     relay.username"
+                );
+            }
+            release_waiting(&config);
+            println!("Next: relayctl test");
             sysexits::OK
         }
         Err(e) => {
             eprintln!("relayctl oauth2 login: {e}");
             code(&e)
         }
+    }
+}
+
+/// After a sign-in: when the daemon's last attempt failed to sign in,
+/// the alerts waiting are due now, and the daemon is woken to send them,
+/// rather than at their next retry, hours away.
+fn release_waiting(config: &Config) {
+    let spool = crate::spool::Spool::at(&config.queue.dir);
+    let auth_failed = crate::health::Record::load(&spool)
+        .ok()
+        .flatten()
+        .and_then(|r| r.failure)
+        .is_some_and(|f| f.class == crate::health::Class::Auth);
+    if !auth_failed {
+        return;
+    }
+    match spool.flush(None) {
+        Ok(n) => {
+            spool.wake();
+            println!(
+                "{n} alert{} waiting since the sign-in failed {} due now: the daemon sends \
+                 {} at once (relayctl queue shows {}).",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "is" } else { "are" },
+                if n == 1 { "it" } else { "them" },
+                if n == 1 { "it" } else { "them" },
+            );
+        }
+        Err(e) => eprintln!(
+            "relayctl oauth2 login: the waiting alerts wait for their next retry ({e}); \
+             relayctl flush sends them now"
+        ),
     }
 }
 
@@ -109,6 +159,13 @@ pub fn status(path: &Path) -> u8 {
                         crate::when::rfc3339(crate::health::time(t))
                     ))
                     .unwrap_or_default()
+            );
+            println!(
+                "account:        {}",
+                s.account.as_deref().unwrap_or(
+                    "not said by the provider (with openid in relay.oauth2.scope, its answer \
+                     names the account)"
+                )
             );
             println!(
                 "access token:   fetched by the daemon when it needs one, kept in its memory \

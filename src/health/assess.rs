@@ -117,6 +117,9 @@ pub struct Snapshot {
     pub counts: Result<Counts, String>,
     pub free_bytes: Result<u64, String>,
     pub keys: Vec<KeyExpiry>,
+    /// With `relay.auth = "oauth2"`: when `relayctl oauth2 login` last
+    /// stored a sign-in, if this user can read it.
+    pub signed_in: Option<SystemTime>,
 }
 
 impl Snapshot {
@@ -163,6 +166,15 @@ impl Snapshot {
                     crate::os::free_bytes(p).map_err(|e| e.to_string())
                 }),
             keys,
+            signed_in: match ctx.config.relay.auth {
+                crate::config::AuthMethod::Oauth2 => {
+                    crate::oauth2::store::Store::in_spool(spool.root())
+                        .read()
+                        .ok()
+                        .map(|s| time(s.signed_in))
+                }
+                crate::config::AuthMethod::Password => None,
+            },
         }
     }
 
@@ -260,7 +272,12 @@ pub fn assess(s: &Snapshot, limits: &HealthConfig, max_message: u64) -> Vec<Prob
         // to fix, but nothing waits.
         let fallback = s.record().and_then(|r| r.fallback.as_ref());
         let carrying = fallback.filter(|u| u.failure.is_none() && u.last_sent.is_some());
-        let grade = if carrying.is_some() {
+        // A sign-in stored after the last attempt that the relay or the
+        // token endpoint refused is the fix, not yet tried.
+        let signed_in_since = s
+            .signed_in
+            .filter(|t| f.class == super::Class::Auth && *t > time(f.last));
+        let grade = if carrying.is_some() || signed_in_since.is_some() {
             Some(Grade::Warning)
         } else if f.class.needs_a_person() || lasting > critical_after {
             Some(Grade::Critical)
@@ -294,8 +311,18 @@ pub fn assess(s: &Snapshot, limits: &HealthConfig, max_message: u64) -> Vec<Prob
             )),
             (None, None) => {}
         }
+        let fix = match signed_in_since {
+            Some(t) => {
+                what.push_str(&format!(
+                    "; relayctl oauth2 login stored a new sign-in at {}, after the last attempt",
+                    when(t)
+                ));
+                "the daemon uses the new sign-in at its next delivery (relayctl flush tries at                  once); relayctl test checks it now"
+            }
+            None => f.class.fix(),
+        };
         if let Some(grade) = grade {
-            add(grade, "delivery", what, f.class.fix());
+            add(grade, "delivery", what, fix);
         }
     }
 
@@ -497,6 +524,7 @@ mod tests {
             counts: Ok(Counts::default()),
             free_bytes: Ok(10 << 30),
             keys: Vec::new(),
+            signed_in: None,
         }
     }
 
@@ -545,6 +573,26 @@ mod tests {
             assert_eq!(grade, Grade::Critical, "{class}");
             assert_eq!(conditions, vec!["delivery"]);
         }
+    }
+
+    #[test]
+    fn a_sign_in_stored_after_the_last_refused_attempt_is_a_warning_until_it_is_tried() {
+        let mut s = snapshot(failing(Class::Auth, 600));
+        s.signed_in = Some(time(NOW - 60));
+        // Before the last attempt (NOW): that attempt used it, and failed.
+        assert_eq!(graded(&s).0, Grade::Critical);
+        s.signed_in = Some(time(NOW + 1));
+        let problems = assess(&s, &HealthConfig::default(), 10 << 20);
+        assert_eq!(grade(&problems), Grade::Warning);
+        assert!(
+            problems[0].what.contains("stored a new sign-in"),
+            "{problems:?}"
+        );
+        assert!(problems[0].fix.contains("next delivery"), "{problems:?}");
+        // Only a sign-in fixes an auth failure.
+        let mut s = snapshot(failing(Class::Tls, 600));
+        s.signed_in = Some(time(NOW + 1));
+        assert_eq!(graded(&s).0, Grade::Critical);
     }
 
     #[test]

@@ -36,12 +36,13 @@ struct DeviceAuthorization {
 }
 
 /// Signs in by the device flow when the provider has one, else by the
-/// code flow; `out` is the terminal, `input` what the admin types.
+/// code flow; `out` is the terminal, `input` what the admin types. The
+/// account that signed in, when the endpoint says.
 pub async fn login(
     client: &Client,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
-) -> Result<(), TokenError> {
+) -> Result<Option<String>, TokenError> {
     client.store.check_writable().map_err(TokenError::Store)?;
     match &client.endpoints.device {
         Some(device) => device_flow(client, device, out).await,
@@ -49,7 +50,11 @@ pub async fn login(
     }
 }
 
-async fn device_flow(client: &Client, device: &str, out: &mut dyn Write) -> Result<(), TokenError> {
+async fn device_flow(
+    client: &Client,
+    device: &str,
+    out: &mut dyn Write,
+) -> Result<Option<String>, TokenError> {
     let answer = client
         .request(device, &[("scope", &client.endpoints.scope)])
         .await?;
@@ -101,8 +106,7 @@ async fn device_flow(client: &Client, device: &str, out: &mut dyn Write) -> Resu
         };
         if answer.status == 200 {
             let grant = answer.grant()?;
-            client.keep(&grant, SystemTime::now())?;
-            return Ok(());
+            return client.keep(&grant, SystemTime::now());
         }
         match answer.refusal() {
             TokenError::Refused { error, .. } if error == "authorization_pending" => {}
@@ -234,7 +238,7 @@ async fn code_flow(
     client: &Client,
     out: &mut dyn Write,
     input: &mut dyn BufRead,
-) -> Result<(), TokenError> {
+) -> Result<Option<String>, TokenError> {
     let request = CodeRequest::new(client)?;
     let _ = writeln!(
         out,
@@ -261,8 +265,7 @@ async fn code_flow(
         )
         .await?;
     let grant: Grant = answer.grant()?;
-    client.keep(&grant, SystemTime::now())?;
-    Ok(())
+    client.keep(&grant, SystemTime::now())
 }
 
 /// `n` random bytes as unpadded base64url: 43 characters for 32 bytes,

@@ -127,6 +127,10 @@ struct Grant {
     /// Some servers send it as a string.
     #[serde(default, deserialize_with = "lenient_u64")]
     expires_in: Option<u64>,
+    /// An OpenID Connect ID token, when the scope has `openid`: only its
+    /// claim of whose account this is is read.
+    #[serde(default)]
+    id_token: Option<String>,
 }
 
 /// Never the tokens.
@@ -134,13 +138,14 @@ impl fmt::Debug for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Grant {{ refresh_token: {}, expires_in: {:?} }}",
+            "Grant {{ refresh_token: {}, expires_in: {:?}, id_token: {} }}",
             if self.refresh_token.is_some() {
                 "yes"
             } else {
                 "no"
             },
-            self.expires_in
+            self.expires_in,
+            if self.id_token.is_some() { "yes" } else { "no" }
         )
     }
 }
@@ -328,8 +333,8 @@ impl Client {
         Ok(stored)
     }
 
-    /// A new sign-in's grant, stored.
-    fn keep(&self, grant: &Grant, now: SystemTime) -> Result<(), TokenError> {
+    /// A new sign-in's grant, stored; the account, when it says.
+    fn keep(&self, grant: &Grant, now: SystemTime) -> Result<Option<String>, TokenError> {
         let refresh = grant
             .refresh_token
             .clone()
@@ -339,14 +344,17 @@ impl Client {
                           access (offline_access for Microsoft, access_type=offline for Google)"
                     .into(),
             })?;
+        let account = grant.account();
         self.store
             .write(&Stored::new(
                 refresh,
                 &self.endpoints.token,
                 &self.client_id,
+                account.clone(),
                 now,
             ))
-            .map_err(TokenError::Store)
+            .map_err(TokenError::Store)?;
+        Ok(account)
     }
 }
 
@@ -397,7 +405,32 @@ impl Answer {
     }
 }
 
+/// The longest account name kept (an address is at most 254 octets),
+/// under [`tidy`]'s cut.
+const MAX_ACCOUNT: usize = 254;
+
 impl Grant {
+    /// The account the endpoint says signed in: the ID token's `email`,
+    /// else `preferred_username` (Microsoft) or `upn`. The token is not
+    /// verified: the name is shown to the admin and compared with
+    /// relay.username, never trusted for anything (the relay checks the
+    /// access token itself).
+    fn account(&self) -> Option<String> {
+        use base64::Engine as _;
+        let payload = self.id_token.as_deref()?.split('.').nth(1)?;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?;
+        let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
+        ["email", "preferred_username", "upn"]
+            .iter()
+            .filter_map(|c| claims.get(*c)?.as_str())
+            // Not cut short: a name cut is another name.
+            .filter(|name| name.len() <= MAX_ACCOUNT)
+            .map(tidy)
+            .find(|name| !name.is_empty())
+    }
+
     fn access(&self) -> AccessToken {
         // Without expires_in, an hour, the common lifetime; whatever the
         // endpoint says, between a minute and a day (a number near
@@ -424,7 +457,25 @@ struct Cached {
     /// A rotated refresh token the store could not take: used until it
     /// can (the one on disk may be void).
     unsaved: Option<Stored>,
+    /// The last refusal of a stored sign-in (`invalid_grant`): that
+    /// refresh token, when, and the error.
+    refused: Option<Refused>,
 }
+
+/// A sign-in the endpoint refused: not offered again for
+/// [`REFUSAL_HOLD`] (a flood of alerts would otherwise ask once per
+/// attempt, and Entra ID throttles a client that asks in a loop,
+/// AADSTS50196), unless `relayctl oauth2 login` stores another.
+struct Refused {
+    refresh_token: Zeroizing<String>,
+    at: SystemTime,
+    error: TokenError,
+}
+
+/// How long a refused sign-in is not offered again. Not for ever: a
+/// refusal for missing consent or a Conditional Access policy ends when
+/// an admin grants or changes it, with the same refresh token.
+const REFUSAL_HOLD: Duration = Duration::from_secs(60);
 
 impl TokenSource {
     pub fn new(client: Client) -> TokenSource {
@@ -453,7 +504,27 @@ impl TokenSource {
             },
             None => self.client.stored()?,
         };
-        let (token, unsaved) = self.client.refresh_from(stored).await?;
+        if let Some(r) = &cached.refused
+            && *r.refresh_token == *stored.refresh_token
+            && now.duration_since(r.at).unwrap_or_default() < REFUSAL_HOLD
+        {
+            return Err(r.error.clone());
+        }
+        let refresh_token = stored.refresh_token.clone();
+        let (token, unsaved) = match self.client.refresh_from(stored).await {
+            Ok(got) => got,
+            Err(error) => {
+                if error.needs_sign_in() {
+                    cached.refused = Some(Refused {
+                        refresh_token,
+                        at: now,
+                        error: error.clone(),
+                    });
+                }
+                return Err(error);
+            }
+        };
+        cached.refused = None;
         if let Some((s, e)) = unsaved {
             tracing::error!(
                 store = %self.client.store.path().display(),
@@ -538,5 +609,57 @@ mod tests {
             assert!(e.is_temporary(), "{status} {body}: {e}");
             assert!(e.to_string().contains("the alert waits"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_account_is_read_from_an_id_token_and_a_bad_one_is_no_account() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let with = |id_token: &str| {
+            answer(
+                200,
+                &serde_json::json!({"access_token": "AT", "id_token": id_token}).to_string(),
+            )
+            .grant()
+            .unwrap()
+            .account()
+        };
+        let token = |claims: &str| format!("{}.{}.sig", b64("{}"), b64(claims));
+        assert_eq!(
+            with(&token(r#"{"preferred_username":"a@example.org"}"#)).as_deref(),
+            Some("a@example.org")
+        );
+        // email first; a claim that is empty or not a string is skipped.
+        assert_eq!(
+            with(&token(r#"{"email":"e@example.org","upn":"u@x"}"#)).as_deref(),
+            Some("e@example.org")
+        );
+        assert_eq!(
+            with(&token(r#"{"email":"","upn":7,"preferred_username":"p@x"}"#)).as_deref(),
+            Some("p@x")
+        );
+        // Control characters out: the name goes to a terminal.
+        assert_eq!(
+            with(&token("{\"email\":\"a\\u001b[2Jb@x\"}")).as_deref(),
+            Some("a[2Jb@x")
+        );
+        let long = format!(r#"{{"email":"{}@x"}}"#, "a".repeat(400));
+        for bad in [
+            "".to_string(),
+            "one-part".to_string(),
+            format!("{}.!!!.sig", b64("{}")),
+            format!("{}.{}.sig", b64("{}"), b64("not json")),
+            token(r#"{"sub":"1234"}"#),
+            token(&long),
+        ] {
+            assert_eq!(with(&bad), None, "{bad}");
+        }
+        assert_eq!(
+            answer(200, r#"{"access_token":"AT"}"#)
+                .grant()
+                .unwrap()
+                .account(),
+            None
+        );
     }
 }

@@ -31,6 +31,10 @@ pub struct Stored {
     /// When the endpoint last rotated it, if it did.
     #[serde(default)]
     pub rotated: Option<u64>,
+    /// The account that signed in, when the endpoint said (an ID token
+    /// came with the grant: the scope has `openid`).
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 impl Stored {
@@ -38,6 +42,7 @@ impl Stored {
         refresh_token: Zeroizing<String>,
         token_endpoint: &str,
         client_id: &str,
+        account: Option<String>,
         now: SystemTime,
     ) -> Stored {
         Stored {
@@ -46,6 +51,7 @@ impl Stored {
             client_id: client_id.to_string(),
             signed_in: crate::health::secs(now),
             rotated: None,
+            account,
         }
     }
 
@@ -57,6 +63,7 @@ impl Stored {
             client_id: self.client_id.clone(),
             signed_in: self.signed_in,
             rotated: Some(crate::health::secs(SystemTime::now())),
+            account: self.account.clone(),
         }
     }
 }
@@ -200,6 +207,7 @@ mod tests {
             Zeroizing::new("RT-1".into()),
             "https://idp/token",
             "app",
+            Some("alerts@example.org".into()),
             SystemTime::now(),
         );
         store.write(&s).unwrap();
@@ -214,6 +222,7 @@ mod tests {
         let back = store.read().unwrap();
         assert_eq!(&*back.refresh_token, "RT-2");
         assert!(back.rotated.is_some());
+        assert_eq!(back.account.as_deref(), Some("alerts@example.org"));
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,

@@ -2,8 +2,11 @@
 //! (Python's http.server over TLS with the test certificate), with the
 //! device flow, the code flow with PKCE and the refresh grant.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+
+use super::Setup;
 
 pub struct TokenServer {
     child: Child,
@@ -17,6 +20,11 @@ pub const CLIENT_ID: &str = "alert-relay-test";
 impl TokenServer {
     /// `args` are tokend.py's options, e.g. `["--rotate"]`.
     pub fn start(args: &[&str]) -> TokenServer {
+        TokenServer::start_marked(args, "")
+    }
+
+    /// With every token it issues starting with `mark`.
+    pub fn start_marked(args: &[&str], mark: &str) -> TokenServer {
         super::prereq::python3();
         let outdir = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -29,7 +37,8 @@ impl TokenServer {
                 .arg(root.join("certs/relay.pem"))
                 .arg("--key")
                 .arg(root.join("certs/relay.key"))
-                .args(args),
+                .args(args)
+                .env("TOKEND_TOKEN_PREFIX", mark),
             "tests/relay/tokend.py",
         );
         TokenServer {
@@ -37,6 +46,40 @@ impl TokenServer {
             port,
             outdir,
         }
+    }
+
+    /// Turns `setup`'s relay (password AUTH) into `relay.auth =
+    /// "oauth2"` signing in here (`extra`: more `[relay.oauth2]` keys;
+    /// the device flow unless they name an authorization endpoint), and
+    /// makes the spool as the package does: the sign-in goes there.
+    pub fn configure(&self, setup: &Setup, extra: &str) {
+        std::fs::create_dir(setup.spool()).unwrap();
+        std::fs::set_permissions(setup.spool(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let config: Vec<String> = std::fs::read_to_string(setup.config_path())
+            .unwrap()
+            .lines()
+            .map(|l| match l.starts_with("password_file") {
+                true => "auth = \"oauth2\"".to_string(),
+                false => l.to_string(),
+            })
+            .collect();
+        let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/ca.pem");
+        let device = if extra.contains("authorization_endpoint") {
+            String::new()
+        } else {
+            format!(
+                "device_authorization_endpoint = \"{}\"\n",
+                self.url("/devicecode")
+            )
+        };
+        setup.write_config(&format!(
+            "{}\n\n[relay.oauth2]\nprovider = \"custom\"\nclient_id = \"{CLIENT_ID}\"\n\
+             token_endpoint = \"{}\"\n{device}scope = \"https://mail.example.org/ offline_access\"\n\
+             ca_file = \"{}\"\n{extra}",
+            config.join("\n"),
+            self.url("/token"),
+            ca.display()
+        ));
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -52,7 +95,7 @@ impl TokenServer {
         std::fs::read_to_string(self.outdir.path().join(name)).unwrap_or_default()
     }
 
-    /// Turns a steering file (`invalid_grant`, `down`) on or off.
+    /// Turns a steering file (`invalid_grant`, `down`, `revoke`) on or off.
     pub fn set(&self, name: &str, on: bool) {
         let path = self.outdir.path().join(name);
         if on {

@@ -23,6 +23,7 @@ mod corrupt;
 mod disk;
 mod large;
 mod link;
+mod oauth2;
 mod relay;
 mod reload;
 mod storm;
@@ -51,6 +52,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("corrupt-spool", corrupt::run),
     ("burst-memory", burst::run),
     ("burst-large", large::run),
+    ("oauth2-refresh", oauth2::run),
 ];
 
 fn main() {
@@ -69,7 +71,7 @@ fn main() {
         .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
         .collect();
     let suite = Suite::new(long);
-    let file_canary = suite.leaks.file_canary(&suite.nonce);
+    let file_canary = suite.leaks.file_canary(&suite.nonce, &suite.token_mark);
     let stop = AtomicBool::new(false);
     let mut counts = Counts::default();
     std::thread::scope(|s| {
@@ -101,7 +103,7 @@ fn main() {
             .set("found", found.len())
             .check(
                 file_canary,
-                "the file scan missed its canary (or read held/): it cannot see leaks either",
+                "the file scan missed a canary (or read held/, or the stored sign-in for tokens): it cannot see leaks either",
             )
             .check(
                 suite.leaks.canary_seen.load(Ordering::Relaxed),

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::{Relay, fingerprint, key_path};
-use crate::support::{Figures, Install, Outcome, RCPT, Suite, Tally, alert, submit, wait_until};
+use crate::support::{
+    Figures, Install, Outcome, RCPT, StopOnDrop, Suite, Tally, alert, submit, wait_until,
+};
 
 /// The alias the clients write to: the journalist, then also the new one.
 const OPS: &str = "ops@mon.example.org";
@@ -171,13 +173,4 @@ fn header_to(message: &[u8]) -> String {
         .find(|l| l.to_ascii_lowercase().starts_with("to:"))
         .unwrap_or_default()
         .to_string()
-}
-
-/// Stops the clients when dropped, even by a panic.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }

@@ -81,6 +81,9 @@ pub struct Suite {
     pub long: bool,
     /// Unique to this run: every marker starts with it.
     pub nonce: String,
+    /// Unique to this run too: every OAuth 2.0 token issued starts with
+    /// it (tokend.py --token-prefix), so the leak watch finds them all.
+    pub token_mark: String,
     pub seed: u64,
     pub leaks: Leaks,
 }
@@ -91,14 +94,16 @@ impl Suite {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let nonce = format!("FAULTMARK{:x}{:x}", std::process::id(), now.subsec_nanos());
+        let token_mark = format!("OAUTHTOK{:x}{:x}", std::process::id(), now.subsec_nanos());
         let seed = std::env::var("FAULTS_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(now.as_nanos() as u64 | 1);
         Suite {
             long,
-            leaks: Leaks::new(&nonce),
+            leaks: Leaks::new(&nonce, &token_mark),
             nonce,
+            token_mark,
             seed,
         }
     }
@@ -197,6 +202,33 @@ impl Install {
     }
 }
 
+/// The checks of a storm of kills: nothing acked lost, at most one
+/// duplicate per kill, every message readable, nothing in `corrupt/` or
+/// `failed/`.
+pub fn check_kills(f: &mut Figures, tally: &Tally, lost: usize, kills: usize, install: &Install) {
+    let duplicates = tally.duplicates();
+    let (corrupt, failed) = (install.files("corrupt"), install.files("failed"));
+    f.check(lost == 0, format!("{lost} acked alerts never arrived"))
+        .check(
+            duplicates <= kills,
+            format!("{duplicates} duplicates for {kills} kills"),
+        )
+        .check(tally.unreadable == 0, "a message GnuPG could not read")
+        .check(
+            corrupt == 0 && failed == 0,
+            "entries in corrupt/ or failed/",
+        );
+}
+
+/// Stops the clients when dropped, even by a panic.
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -267,6 +299,9 @@ impl Tally {
 /// Looks for alert text (any marker of this run) and the SASL password
 /// where neither may be: the spool outside `held/`, the daemon's log,
 /// what the relay received, and every process's arguments.
+/// What the leak watch calls a token it finds.
+const TOKEN: &str = "an OAuth 2.0 token";
+
 pub struct Leaks {
     needles: Vec<(&'static str, Vec<u8>)>,
     found: Mutex<Vec<String>>,
@@ -280,11 +315,12 @@ pub struct Leaks {
 }
 
 impl Leaks {
-    fn new(nonce: &str) -> Leaks {
+    fn new(nonce: &str, token_mark: &str) -> Leaks {
         Leaks {
             needles: vec![
                 ("alert text", nonce.as_bytes().to_vec()),
                 ("the SASL password", RELAY_PASSWORD.as_bytes().to_vec()),
+                (TOKEN, token_mark.as_bytes().to_vec()),
             ],
             found: Mutex::new(Vec::new()),
             files: AtomicUsize::new(0),
@@ -299,9 +335,15 @@ impl Leaks {
         self.found.lock().unwrap().clone()
     }
 
-    fn scan(&self, bytes: &[u8], place: &str) {
+    /// Looks for every needle in what `place` holds (`relayctl`'s
+    /// output, say).
+    pub fn scan(&self, bytes: &[u8], place: &str) {
+        self.scan_but(bytes, place, None);
+    }
+
+    fn scan_but(&self, bytes: &[u8], place: &str, but: Option<&str>) {
         self.bytes.fetch_add(bytes.len(), Ordering::Relaxed);
-        for (what, needle) in &self.needles {
+        for (what, needle) in self.needles.iter().filter(|(w, _)| Some(*w) != but) {
             if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
                 self.found
                     .lock()
@@ -312,7 +354,9 @@ impl Leaks {
     }
 
     /// Scans every file under `root`, but `held/` (held mail is
-    /// plaintext by design, readable by root only).
+    /// plaintext by design, readable by root only), and the stored
+    /// sign-in for anything but tokens (it holds the refresh token by
+    /// design, mode 0600).
     pub fn scan_tree(&self, root: &Path) {
         let Ok(rd) = std::fs::read_dir(root) else {
             return;
@@ -326,25 +370,35 @@ impl Leaks {
                 self.scan_tree(&path);
             } else if let Ok(bytes) = std::fs::read(&path) {
                 self.files.fetch_add(1, Ordering::Relaxed);
-                self.scan(&bytes, &path.display().to_string());
+                let but = path.file_name().is_some_and(|n| n == "oauth2.json");
+                self.scan_but(&bytes, &path.display().to_string(), but.then_some(TOKEN));
             }
         }
     }
 
     /// Proves the file scan works: a scratch tree with a marker in
-    /// `queue/` and one in `held/` must yield exactly one find, which is
-    /// then forgotten.
-    pub fn file_canary(&self, nonce: &str) -> bool {
+    /// `queue/` and one in `held/`, a token in `queue/` and one in the
+    /// stored sign-in must yield exactly the two finds in `queue/`, which
+    /// are then forgotten.
+    pub fn file_canary(&self, nonce: &str, token_mark: &str) -> bool {
         let dir = tempfile::tempdir().unwrap();
         for sub in ["queue", "held"] {
             std::fs::create_dir(dir.path().join(sub)).unwrap();
             std::fs::write(dir.path().join(sub).join("x"), format!("{nonce}-canary")).unwrap();
         }
+        for file in ["queue/y", "oauth2.json"] {
+            std::fs::write(dir.path().join(file), format!("{token_mark}RT-canary")).unwrap();
+        }
         let before = self.found.lock().unwrap().len();
         self.scan_tree(dir.path());
         let mut found = self.found.lock().unwrap();
-        let canaries = found.drain(before..).count();
-        canaries == 1
+        let mut canaries: Vec<String> = found.drain(before..).collect();
+        canaries.sort();
+        canaries.len() == 2
+            && canaries[0].starts_with("alert text in ")
+            && canaries[0].ends_with("queue/x")
+            && canaries[1].starts_with(TOKEN)
+            && canaries[1].ends_with("queue/y")
     }
 
     /// Scans an install (spool and daemon log) and a relay's mailbox.

@@ -15,7 +15,9 @@ Files in OUTDIR: access_token (the current one, for smtpd.py's XOAUTH2 and
 OAUTHBEARER), refresh_token (the current one, for the test to compare),
 events.jsonl (one line per request, never a token). A test steers it with
 files: OUTDIR/invalid_grant makes every refresh answer invalid_grant,
-OUTDIR/down makes every request answer 503. It prints "READY <port>".
+OUTDIR/down makes every request answer 503, OUTDIR/revoke voids every
+refresh token issued so far at the next refresh request, as a revoked
+consent does (the file is then removed). It prints "READY <port>".
 """
 import argparse
 import base64
@@ -44,7 +46,12 @@ p.add_argument("--keep-old", action="store_true",
                help="with --rotate, earlier refresh tokens stay valid, as Microsoft's do")
 p.add_argument("--long-tokens", action="store_true",
                help="access tokens of 3,000 characters, as Microsoft's are (2 to 5 KB)")
+p.add_argument("--account", default=None,
+               help="an OpenID Connect ID token naming this account comes with each grant")
 args = p.parse_args()
+# Every token starts with it, for a leak scan that looks for all of them;
+# from the environment, as the scan reads every process's arguments.
+TOKEN_PREFIX = os.environ.get("TOKEND_TOKEN_PREFIX", "")
 
 lock = threading.Lock()
 state = {"polls": 0, "refresh": None, "access": None, "codes": {}, "n": 0, "valid": set()}
@@ -74,19 +81,30 @@ def issued(token):
 
 def issue(with_refresh):
     state["n"] += 1
-    access = "AT-%d-%s" % (state["n"], secrets.token_urlsafe(2200 if args.long_tokens else 24))
+    access = "%sAT-%d-%s" % (TOKEN_PREFIX, state["n"],
+                             secrets.token_urlsafe(2200 if args.long_tokens else 24))
     issued(access)
     state["access"] = access
     write("access_token", access)
     body = {"access_token": access, "token_type": "Bearer", "expires_in": args.expires_in,
             "scope": "https://mail.example.org/"}
     if with_refresh:
-        refresh = "RT-%d-%s" % (state["n"], secrets.token_urlsafe(24))
+        refresh = "%sRT-%d-%s" % (TOKEN_PREFIX, state["n"], secrets.token_urlsafe(24))
         issued(refresh)
         state["refresh"] = refresh
         state["valid"].add(refresh)
         write("refresh_token", refresh)
         body["refresh_token"] = refresh
+    if args.account:
+        # Unsigned, as alert-relay only shows the name (its signature is
+        # not what the test is about).
+        def part(obj):
+            return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+        body["id_token"] = "%s.%s.%s" % (
+            part({"alg": "RS256", "typ": "JWT"}),
+            part({"iss": "https://127.0.0.1/", "aud": args.client_id,
+                  "preferred_username": args.account, "sub": "1234"}),
+            part({"sig": "not checked"}))
     return body
 
 
@@ -167,6 +185,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return self.error("invalid_grant", "Bad Request")
                 return self.answer(200, issue(True))
             if grant == "refresh_token":
+                if os.path.exists(path("revoke")):
+                    # Whatever was issued so far is void; what is issued
+                    # later (a new sign-in) is not.
+                    os.remove(path("revoke"))
+                    state["valid"].clear()
+                    state["refresh"] = None
+                    event("revoked")
                 current = form.get("refresh_token") == state["refresh"]
                 if args.keep_old:
                     current = form.get("refresh_token") in state["valid"]
