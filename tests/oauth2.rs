@@ -468,6 +468,36 @@ fn without_a_sign_in_the_daemon_starts_and_alerts_wait_for_one() {
 }
 
 #[test]
+fn a_new_sign_in_is_tried_at_once_and_ends_the_auth_failure_with_nothing_queued() {
+    let tokens = TokenServer::start(&[]);
+    let relay = relay_for(&tokens, "XOAUTH2");
+    let setup = setup(&relay, &tokens, "");
+    login(&setup);
+    tokens.set("invalid_grant", true);
+    // The renewal at start finds the sign-in refused: CRITICAL with no
+    // alert having come.
+    let daemon = setup.start();
+    wait_for("health CRITICAL for the refused sign-in", || {
+        let health = setup.relayctl(&["health"]);
+        health.status.code() == Some(2) && text(&health).contains("class auth")
+    });
+    tokens.set("invalid_grant", false);
+    let said = login(&setup);
+    assert!(!said.contains("due now"), "{said}");
+    // No alert and no flush: the daemon renewed the new sign-in when
+    // the login woke it.
+    wait_for("health OK", || {
+        setup.relayctl(&["health"]).status.code() == Some(0)
+    });
+    assert!(
+        daemon.log().contains("OAuth 2.0 sign-in renewed"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(tokens.count("refresh", Some(true)), 1);
+}
+
+#[test]
 fn a_sign_in_as_another_account_than_the_mailbox_is_named_with_a_warning() {
     let tokens = TokenServer::start(&["--account", "someone.else@example.net"]);
     let relay = relay_for(&tokens, "XOAUTH2");

@@ -62,8 +62,8 @@ pub fn login(path: &Path) -> u8 {
     match runtime.block_on(crate::oauth2::login::login(&client, &mut out, &mut input)) {
         Ok(account) => {
             println!(
-                "\nSigned in{}. The refresh token is in {} (the daemon's, mode 0600); the daemon \
-                 uses it from its next delivery.",
+                "\nSigned in{}. The refresh token is in {} (the daemon's, mode 0600); a running \
+                 daemon tries it at once.",
                 account
                     .as_deref()
                     .map(|a| format!(" as {a}"))
@@ -92,8 +92,8 @@ pub fn login(path: &Path) -> u8 {
     }
 }
 
-/// After a sign-in: when the daemon's last attempt failed to sign in,
-/// the alerts waiting are due now, and the daemon is woken to send them,
+/// After a sign-in: the daemon is woken to renew it at once; when its
+/// last attempt failed to sign in, the alerts waiting are due now too,
 /// rather than at their next retry, hours away.
 fn release_waiting(config: &Config) {
     let spool = crate::spool::Spool::at(&config.queue.dir);
@@ -103,9 +103,12 @@ fn release_waiting(config: &Config) {
         .and_then(|r| r.failure)
         .is_some_and(|f| f.class == crate::health::Class::Auth);
     if !auth_failed {
+        // The daemon renews the new sign-in at once.
+        spool.wake();
         return;
     }
     match spool.flush(None) {
+        Ok(0) => spool.wake(),
         Ok(n) => {
             spool.wake();
             println!(

@@ -280,9 +280,13 @@ pub async fn run(
             removals: &mut removals,
         };
         let (sent, held) = deliver_due(&mut run, &mut index).await;
-        if sign_in_renewed.is_none_or(|t| t.elapsed() >= SIGN_IN_KEEPALIVE) {
+        // Daily, and at once after `relayctl oauth2 login` (it wakes the
+        // daemon): a new sign-in that does not work is known now.
+        let tokens = p.primary.tokens();
+        let new_sign_in = tokens.as_ref().is_some_and(|t| t.sign_in_changed());
+        if new_sign_in || sign_in_renewed.is_none_or(|t| t.elapsed() >= SIGN_IN_KEEPALIVE) {
             sign_in_renewed = Some(Instant::now());
-            if let Some(tokens) = p.primary.tokens() {
+            if let Some(tokens) = tokens {
                 keep_sign_in(&tokens, &p.primary.relay.clone(), &health).await;
             }
         }
@@ -339,7 +343,12 @@ pub async fn run(
 /// next alert finds it.
 async fn keep_sign_in(tokens: &crate::oauth2::TokenSource, relay: &str, health: &Health) {
     match tokens.get(true).await {
-        Ok(_) => tracing::info!(relay = %relay, "OAuth 2.0 sign-in renewed"),
+        Ok(_) => {
+            tracing::info!(relay = %relay, "OAuth 2.0 sign-in renewed");
+            if let Some(t) = tokens.signed_in().await {
+                health.signed_in_again(t);
+            }
+        }
         Err(e) => {
             let e = DeliverError::OAuth2(e);
             tracing::warn!(relay = %relay, class = %e.class(), reason = ?e.to_string(), "OAuth 2.0 sign-in");

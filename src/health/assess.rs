@@ -317,7 +317,8 @@ pub fn assess(s: &Snapshot, limits: &HealthConfig, max_message: u64) -> Vec<Prob
                     "; relayctl oauth2 login stored a new sign-in at {}, after the last attempt",
                     when(t)
                 ));
-                "the daemon uses the new sign-in at its next delivery (relayctl flush tries at                  once); relayctl test checks it now"
+                "the daemon tries the new sign-in at once; relayctl test checks the whole path \
+                 now"
             }
             None => f.class.fix(),
         };
@@ -588,7 +589,10 @@ mod tests {
             problems[0].what.contains("stored a new sign-in"),
             "{problems:?}"
         );
-        assert!(problems[0].fix.contains("next delivery"), "{problems:?}");
+        assert!(
+            problems[0].fix.contains("tries the new sign-in at once"),
+            "{problems:?}"
+        );
         // Only a sign-in fixes an auth failure.
         let mut s = snapshot(failing(Class::Tls, 600));
         s.signed_in = Some(time(NOW + 1));

@@ -458,9 +458,26 @@ impl Health {
         let changed = self.with(|r| {
             let before = r.failure.as_ref().map(|f| f.class);
             r.failure = Some(next_failure(r.failure.as_ref(), class, reason, relay, now));
-            before != Some(class)
+            // An auth failure's time too: `relayctl health` compares it
+            // with when a new sign-in was stored.
+            before != Some(class) || class == Class::Auth
         });
         if changed {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The token endpoint took a sign-in stored at `signed_in` (seconds):
+    /// an auth failure from before it is over (a relay that refuses the
+    /// new token is a new failure at the next delivery).
+    pub fn signed_in_again(&self, signed_in: u64) {
+        let cleared = self.with(|r| {
+            r.failure
+                .as_ref()
+                .is_some_and(|f| f.class == Class::Auth && f.last < signed_in)
+                && r.failure.take().is_some()
+        });
+        if cleared {
             self.changed.notify_one();
         }
     }

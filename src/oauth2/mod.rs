@@ -25,7 +25,7 @@ pub mod store;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 use tokio_rustls::rustls::ClientConfig;
@@ -405,8 +405,7 @@ impl Answer {
     }
 }
 
-/// The longest account name kept (an address is at most 254 octets),
-/// under [`tidy`]'s cut.
+/// The longest account name kept (an address is at most 254 octets).
 const MAX_ACCOUNT: usize = 254;
 
 impl Grant {
@@ -425,10 +424,18 @@ impl Grant {
         ["email", "preferred_username", "upn"]
             .iter()
             .filter_map(|c| claims.get(*c)?.as_str())
-            // Not cut short: a name cut is another name.
-            .filter(|name| name.len() <= MAX_ACCOUNT)
-            .map(tidy)
-            .find(|name| !name.is_empty())
+            // Taken whole or not at all: a name cut or cleaned is another
+            // name. Letters, digits and ASCII punctuation only: no control
+            // or invisible format characters (a right-to-left override)
+            // reach the terminal.
+            .find(|name| {
+                !name.is_empty()
+                    && name.len() <= MAX_ACCOUNT
+                    && name
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c.is_ascii_punctuation())
+            })
+            .map(str::to_string)
     }
 
     fn access(&self) -> AccessToken {
@@ -449,6 +456,15 @@ impl Grant {
 pub struct TokenSource {
     client: Client,
     cached: tokio::sync::Mutex<Cached>,
+    /// The stored sign-in as last looked at by [`TokenSource::sign_in_changed`].
+    seen: std::sync::Mutex<Seen>,
+}
+
+/// The stored sign-in's file time and sign-in time, as last seen.
+#[derive(Default)]
+struct Seen {
+    modified: Option<SystemTime>,
+    signed_in: Option<u64>,
 }
 
 #[derive(Default)]
@@ -460,6 +476,8 @@ struct Cached {
     /// The last refusal of a stored sign-in (`invalid_grant`): that
     /// refresh token, when, and the error.
     refused: Option<Refused>,
+    /// When the sign-in of the last access token was stored (seconds).
+    signed_in: Option<u64>,
 }
 
 /// A sign-in the endpoint refused: not offered again for
@@ -468,7 +486,8 @@ struct Cached {
 /// AADSTS50196), unless `relayctl oauth2 login` stores another.
 struct Refused {
     refresh_token: Zeroizing<String>,
-    at: SystemTime,
+    /// Monotonic: a clock stepped back does not stretch the hold.
+    at: Instant,
     error: TokenError,
 }
 
@@ -482,6 +501,7 @@ impl TokenSource {
         TokenSource {
             client,
             cached: tokio::sync::Mutex::new(Cached::default()),
+            seen: std::sync::Mutex::new(Seen::default()),
         }
     }
 
@@ -506,18 +526,19 @@ impl TokenSource {
         };
         if let Some(r) = &cached.refused
             && *r.refresh_token == *stored.refresh_token
-            && now.duration_since(r.at).unwrap_or_default() < REFUSAL_HOLD
+            && r.at.elapsed() < REFUSAL_HOLD
         {
             return Err(r.error.clone());
         }
         let refresh_token = stored.refresh_token.clone();
+        let signed_in = stored.signed_in;
         let (token, unsaved) = match self.client.refresh_from(stored).await {
             Ok(got) => got,
             Err(error) => {
                 if error.needs_sign_in() {
                     cached.refused = Some(Refused {
                         refresh_token,
-                        at: now,
+                        at: Instant::now(),
                         error: error.clone(),
                     });
                 }
@@ -525,6 +546,7 @@ impl TokenSource {
             }
         };
         cached.refused = None;
+        cached.signed_in = Some(signed_in);
         if let Some((s, e)) = unsaved {
             tracing::error!(
                 store = %self.client.store.path().display(),
@@ -542,6 +564,34 @@ impl TokenSource {
     /// When the cached access token expires, if there is one.
     pub async fn expires(&self) -> Option<SystemTime> {
         self.cached.lock().await.access.as_ref().map(|t| t.expires)
+    }
+
+    /// When the sign-in behind the last access token was stored
+    /// (seconds), if there was one.
+    pub async fn signed_in(&self) -> Option<u64> {
+        self.cached.lock().await.signed_in
+    }
+
+    /// Whether `relayctl oauth2 login` stored another sign-in since the
+    /// last look (not the first): then the daemon tries it at once. One
+    /// stat per look; the file is read only when it changed, and a
+    /// rotated refresh token written back changes the file, not the
+    /// sign-in time.
+    pub fn sign_in_changed(&self) -> bool {
+        let path = self.client.store.path();
+        let modified = std::fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if modified.is_none() || seen.modified == modified {
+            return false;
+        }
+        seen.modified = modified;
+        let Ok(stored) = self.client.store.read() else {
+            return false;
+        };
+        let before = seen.signed_in.replace(stored.signed_in);
+        before.is_some_and(|t| t != stored.signed_in)
     }
 }
 
@@ -638,10 +688,24 @@ mod tests {
             with(&token(r#"{"email":"","upn":7,"preferred_username":"p@x"}"#)).as_deref(),
             Some("p@x")
         );
-        // Control characters out: the name goes to a terminal.
+        // A claim with a control or format character, or a space, is
+        // no name (the next one is taken): it goes to a terminal.
+        for bad in [
+            "a\\u001b[2Jb@x",
+            "ossec@example.net\\nx",
+            "a\\u202eb@x",
+            "a\\u200bb@x",
+            "a b@x",
+        ] {
+            assert_eq!(
+                with(&token(&format!("{{\"email\":\"{bad}\",\"upn\":\"u@x\"}}"))).as_deref(),
+                Some("u@x"),
+                "{bad}"
+            );
+        }
         assert_eq!(
-            with(&token("{\"email\":\"a\\u001b[2Jb@x\"}")).as_deref(),
-            Some("a[2Jb@x")
+            with(&token(r#"{"email":"jörg@exämple.org"}"#)).as_deref(),
+            Some("jörg@exämple.org")
         );
         let long = format!(r#"{{"email":"{}@x"}}"#, "a".repeat(400));
         for bad in [

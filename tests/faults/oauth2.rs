@@ -101,8 +101,11 @@ pub fn run(suite: &Suite) -> Outcome {
         });
         released = login("relayctl oauth2 login, again");
         signed_in_again = wait_until(Duration::from_secs(20), || {
-            !String::from_utf8_lossy(&install.setup.relayctl(&["health"]).stdout)
-                .contains("class auth")
+            let health = install.setup.relayctl(&["health"]);
+            let report = String::from_utf8_lossy(&health.stdout);
+            matches!(health.status.code(), Some(0 | 1))
+                && report.contains("delivery")
+                && !report.contains("class auth")
         });
         // From here on no refresh may be refused.
         refused_at = tokens.count("refresh", Some(false));
@@ -164,6 +167,13 @@ pub fn run(suite: &Suite) -> Outcome {
         .check(
             refused == 0,
             format!("{refused} refreshes refused after the new sign-in: one was torn or lost"),
+        )
+        .check(
+            (1..=2).contains(&refused_at),
+            format!(
+                "the revoked sign-in was offered {refused_at} times: once for each daemon that \
+                 met it, then held"
+            ),
         )
         .check(
             sign_in_failure_seen,

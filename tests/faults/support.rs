@@ -82,7 +82,8 @@ pub struct Suite {
     /// Unique to this run: every marker starts with it.
     pub nonce: String,
     /// Unique to this run too: every OAuth 2.0 token issued starts with
-    /// it (tokend.py --token-prefix), so the leak watch finds them all.
+    /// it (tokend.py's TOKEND_TOKEN_PREFIX), so the leak watch finds
+    /// them all.
     pub token_mark: String,
     pub seed: u64,
     pub leaks: Leaks,
