@@ -513,7 +513,7 @@ impl Mail<'_> {
         match self.spool.commit(&entries) {
             Ok(()) => {
                 crate::ingest::log_stored(&entries, what);
-                self.arrivals.queued(&entries);
+                self.arrivals.queued_own(&entries);
                 true
             }
             Err(e) => {

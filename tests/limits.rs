@@ -161,6 +161,58 @@ fn max_per_day_holds_the_rest_back_without_failing_them_and_says_so() {
 }
 
 #[test]
+fn the_days_reserve_carries_the_warning_that_max_per_day_holds_alerts_back() {
+    let relay = Relay::start(&[]);
+    let setup = setup(&relay, "max_per_day = 10\n");
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    setup.write_config(&format!("{config}\n[health]\nwarn_after = \"1s\"\n"));
+    let daemon = setup.start();
+    for n in 0..11 {
+        let reply = daemon.connect().send_message("root", &alert(n));
+        assert!(reply.starts_with("250"), "{reply}");
+    }
+    // Alerts may use 9 of the 10: one is kept for the daemon's own mail.
+    relay.wait_messages(9);
+    let log = daemon.wait_log(
+        "relay.max_per_day = 10 reached: 9 sent in the last 24 hours, 1 kept for alert-relay's \
+         own warnings",
+    );
+    // Past warn_after, the warning takes the reserve (the record is
+    // looked at every 10 s).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while relay.messages().len() < 10 {
+        assert!(Instant::now() < deadline, "no warning came: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let messages = relay.messages();
+    assert_eq!(messages.len(), 10, "the reserve is one message");
+    let gpg = Gpg::with_keys(&["alerts"]);
+    let texts: Vec<String> = messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&gpg.decrypt(m)).into_owned())
+        .collect();
+    let alerts = texts.iter().filter(|t| t.contains("MARKER-LIMIT-")).count();
+    assert_eq!(alerts, 9);
+    let warning = texts
+        .iter()
+        .find(|t| !t.contains("MARKER-LIMIT-"))
+        .expect("the warning");
+    assert!(
+        warning.contains("relay.max_per_day = 10 reached") && warning.contains("class quota"),
+        "{warning}"
+    );
+    assert_eq!(setup.queued().len(), 2);
+    assert!(setup.entries("failed").is_empty());
+    // And health still says why the two wait: the warning going out did
+    // not end the hold.
+    let health = setup.relayctl(&["health"]);
+    let said = String::from_utf8_lossy(&health.stdout).into_owned();
+    assert_eq!(health.status.code(), Some(1), "{said}");
+    assert!(said.contains("class quota"), "{said}");
+}
+
+#[test]
 fn max_per_minute_spaces_100_alerts_and_loses_none() {
     let relay = Relay::start(&[]);
     // One every 50 ms.

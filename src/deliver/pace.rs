@@ -13,6 +13,10 @@
 //! A held message is not deferred: it stays due, untouched, and leaves as
 //! soon as the pace allows. Each outgoing message has one recipient, so
 //! messages are what the providers count (recipients a day).
+//!
+//! Alerts may not use the whole day: [`reserve`] is kept for the
+//! daemon's own mail (its warnings, the heartbeat), so that when the day's
+//! limit holds alerts back, the warning that says so can still leave.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -40,13 +44,34 @@ impl Limits {
     }
 }
 
+/// Of a daily limit, what alerts may not use: kept for the daemon's own
+/// mail. 2% of the limit, at least one, from a limit of 10 (Gmail's 500:
+/// 10; Microsoft's 10,000: 200); none below, where it would be most of it.
+pub fn reserve(limit: u32) -> u32 {
+    if limit >= 10 { (limit / 50).max(1) } else { 0 }
+}
+
+/// Whose message waits: pacing keeps [`reserve`] of the day for the
+/// daemon's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    Alert,
+    /// The daemon's warnings and heartbeat.
+    Daemon,
+}
+
 /// Why a message must wait, and until when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     /// `max_per_minute`: the next message leaves a spacing after the last.
     Minute { limit: u32, until: SystemTime },
-    /// `max_per_day`: as many left in the last 24 hours.
-    Day { limit: u32, until: SystemTime },
+    /// `max_per_day`: as many left in the last 24 hours as the sender may
+    /// send (`reserved` fewer for alerts).
+    Day {
+        limit: u32,
+        reserved: u32,
+        until: SystemTime,
+    },
 }
 
 impl Wait {
@@ -70,9 +95,19 @@ impl fmt::Display for Wait {
                 "relay.max_per_minute = {limit}: one message every {:.1}s",
                 60.0 / f64::from(*limit)
             ),
-            Wait::Day { limit, .. } => write!(
+            Wait::Day {
+                limit, reserved: 0, ..
+            } => write!(
                 f,
                 "relay.max_per_day = {limit} reached: {limit} sent in the last 24 hours"
+            ),
+            Wait::Day {
+                limit, reserved, ..
+            } => write!(
+                f,
+                "relay.max_per_day = {limit} reached: {} sent in the last 24 hours, {reserved} \
+                 kept for alert-relay's own warnings",
+                limit - reserved
             ),
         }
     }
@@ -107,8 +142,9 @@ impl Pacer {
         self.limits
     }
 
-    /// Whether a message may leave at `now`, or why it must wait.
-    pub fn wait(&mut self, now: SystemTime) -> Option<Wait> {
+    /// Whether a message of `sender` may leave at `now`, or why it must
+    /// wait.
+    pub fn wait(&mut self, now: SystemTime, sender: Sender) -> Option<Wait> {
         // The clock stepped back (a time sync at boot, after a hardware
         // clock that ran ahead): what seems sent in the future was sent
         // now, at the latest. Else a step of a year would hold alerts a
@@ -127,11 +163,19 @@ impl Pacer {
             {
                 self.day.pop_front();
             }
-            if self.day.len() >= limit as usize
-                && let Some(oldest) = self.day.front()
+            let reserved = match sender {
+                Sender::Alert => reserve(limit),
+                Sender::Daemon => 0,
+            };
+            let usable = (limit - reserved) as usize;
+            // It may leave once all but usable - 1 of those sent are a
+            // day old.
+            if self.day.len() >= usable
+                && let Some(oldest) = self.day.get(self.day.len() - usable)
             {
                 return Some(Wait::Day {
                     limit,
+                    reserved,
                     until: *oldest + DAY,
                 });
             }
@@ -178,7 +222,7 @@ mod tests {
     fn without_limits_nothing_waits() {
         let mut p = pacer(None, None);
         for i in 0..1000 {
-            assert_eq!(p.wait(at(i as f64 * 0.001)), None);
+            assert_eq!(p.wait(at(i as f64 * 0.001), Sender::Alert), None);
             p.sent(at(i as f64 * 0.001));
         }
     }
@@ -189,7 +233,7 @@ mod tests {
         let mut sent = Vec::new();
         let mut now = 0.0;
         while sent.len() < 100 {
-            match p.wait(at(now)) {
+            match p.wait(at(now), Sender::Alert) {
                 None => {
                     p.sent(at(now));
                     sent.push(now);
@@ -214,14 +258,15 @@ mod tests {
     fn per_day_holds_until_the_oldest_is_a_day_old() {
         let mut p = pacer(None, Some(3));
         for t in [0.0, 10.0, 20.0] {
-            assert_eq!(p.wait(at(t)), None);
+            assert_eq!(p.wait(at(t), Sender::Alert), None);
             p.sent(at(t));
         }
-        let w = p.wait(at(30.0)).unwrap();
+        let w = p.wait(at(30.0), Sender::Alert).unwrap();
         assert_eq!(
             w,
             Wait::Day {
                 limit: 3,
+                reserved: 0,
                 until: at(86_400.0)
             }
         );
@@ -229,10 +274,17 @@ mod tests {
             w.to_string(),
             "relay.max_per_day = 3 reached: 3 sent in the last 24 hours"
         );
-        assert!(p.wait(at(86_399.0)).is_some());
-        assert_eq!(p.wait(at(86_400.0)), None, "the first has aged out");
+        assert!(p.wait(at(86_399.0), Sender::Alert).is_some());
+        assert_eq!(
+            p.wait(at(86_400.0), Sender::Alert),
+            None,
+            "the first has aged out"
+        );
         p.sent(at(86_400.0));
-        assert_eq!(p.wait(at(86_405.0)).unwrap().until(), at(86_410.0));
+        assert_eq!(
+            p.wait(at(86_405.0), Sender::Alert).unwrap().until(),
+            at(86_410.0)
+        );
     }
 
     #[test]
@@ -243,11 +295,11 @@ mod tests {
         }
         // A year back: the next minute's spacing and the day's window
         // count from now, not from a year ahead.
-        let w = p.wait(at(0.0)).unwrap();
+        let w = p.wait(at(0.0), Sender::Alert).unwrap();
         assert!(w.until() <= at(86_400.0), "{w:?}");
         let mut p = pacer(Some(30), None);
         p.sent(at(365.0 * 86_400.0));
-        assert_eq!(p.wait(at(0.0)).unwrap().until(), at(2.0));
+        assert_eq!(p.wait(at(0.0), Sender::Alert).unwrap().until(), at(2.0));
     }
 
     #[test]
@@ -256,13 +308,58 @@ mod tests {
         for t in 0..5 {
             p.sent(at(f64::from(t)));
         }
-        assert_eq!(p.wait(at(10.0)), None);
+        assert_eq!(p.wait(at(10.0), Sender::Alert), None);
         p.set_limits(Limits {
             per_minute: None,
             per_day: Some(2),
         });
-        assert!(matches!(p.wait(at(10.0)), Some(Wait::Day { limit: 2, .. })));
+        assert!(matches!(
+            p.wait(at(10.0), Sender::Alert),
+            Some(Wait::Day { limit: 2, .. })
+        ));
         p.set_limits(Limits::default());
-        assert_eq!(p.wait(at(10.0)), None);
+        assert_eq!(p.wait(at(10.0), Sender::Alert), None);
+    }
+
+    #[test]
+    fn alerts_leave_a_reserve_of_the_day_to_the_daemons_own_mail() {
+        assert_eq!(
+            [1, 9, 10, 49, 100, 500, 2000, 10_000].map(reserve),
+            [0, 0, 1, 1, 2, 10, 40, 200]
+        );
+        let mut p = pacer(None, Some(100));
+        for t in 0..98 {
+            assert_eq!(p.wait(at(f64::from(t)), Sender::Alert), None);
+            p.sent(at(f64::from(t)));
+        }
+        // 98 alerts: the 99th waits until the first is a day old.
+        let w = p.wait(at(100.0), Sender::Alert).unwrap();
+        assert_eq!(
+            w,
+            Wait::Day {
+                limit: 100,
+                reserved: 2,
+                until: at(86_400.0)
+            }
+        );
+        assert_eq!(
+            w.to_string(),
+            "relay.max_per_day = 100 reached: 98 sent in the last 24 hours, 2 kept for \
+             alert-relay's own warnings"
+        );
+        // The daemon's warning and heartbeat leave; then nothing does.
+        for t in [101.0, 102.0] {
+            assert_eq!(p.wait(at(t), Sender::Daemon), None);
+            p.sent(at(t));
+        }
+        assert!(matches!(
+            p.wait(at(103.0), Sender::Daemon),
+            Some(Wait::Day { reserved: 0, .. })
+        ));
+        // 100 sent: an alert waits until 3 of them are a day old.
+        assert_eq!(
+            p.wait(at(103.0), Sender::Alert).unwrap().until(),
+            at(86_402.0)
+        );
     }
 }

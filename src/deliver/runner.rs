@@ -23,7 +23,7 @@
 //!   `id=... to=... status=sent|deferred|failed relay=host:port tls=TLSv1.3
 //!   attempt=N delay=0.42s reason="..."`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::client::{DeliverError, Reply};
-use super::pace::{Pacer, Wait};
+use super::pace::{Pacer, Sender, Wait};
 use super::relay::{NO_TLS, Route, Through, Unsent};
 use crate::context::Context;
 use crate::health::{Class, Health, Via};
@@ -68,6 +68,8 @@ struct Index {
     entries: BTreeMap<QueueId, State>,
     /// Contents of entries not yet tried, from [`Arrivals`].
     cached: HashMap<QueueId, Entry>,
+    /// The daemon's own mail among them (see [`Arrived::own`]).
+    own: HashSet<QueueId>,
     /// When `queue/` was last read whole; `None`: never, or it must be.
     scanned: Option<Instant>,
 }
@@ -80,6 +82,9 @@ impl Index {
         for arrived in new {
             if let Some(entry) = arrived.entry {
                 self.cached.insert(arrived.id.clone(), entry);
+            }
+            if arrived.own {
+                self.own.insert(arrived.id.clone());
             }
             self.entries.entry(arrived.id).or_default();
         }
@@ -100,6 +105,7 @@ impl Index {
                     }
                     keep
                 });
+                self.own.retain(|id| entries.contains_key(id));
             }
             // The index stays as it was, and the next wake scans again.
             Ok(Err(e)) => {
@@ -417,7 +423,7 @@ struct Run<'a> {
 async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> (bool, Option<Wait>) {
     let (spool, ctx, arrivals, health) = (run.spool, run.ctx, run.arrivals, run.health);
     let now = SystemTime::now();
-    let due: Vec<Pending> = index
+    let mut due: Vec<Pending> = index
         .entries
         .iter()
         .filter(|(_, state)| state.due(now))
@@ -426,6 +432,9 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> (bool, Option<Wait
             state: state.clone(),
         })
         .collect();
+    // The daemon's own mail first: the day's reserve is for it, and a
+    // run ends at the first alert the limits hold back.
+    due.sort_by_key(|p| !index.own.contains(&p.id));
     if due.is_empty() {
         return (false, None);
     }
@@ -480,7 +489,11 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> (bool, Option<Wait
         // The primary's limits hold the rest back, unless the fallback
         // stands in for it: then the fallback may take them.
         let fallback_stands_in = run.fallback.is_some() && standing_in(health);
-        let paced = run.primary.pacer.wait(SystemTime::now());
+        let sender = match index.own.contains(&p.id) {
+            true => Sender::Daemon,
+            false => Sender::Alert,
+        };
+        let paced = run.primary.pacer.wait(SystemTime::now(), sender);
         // The day's limit reached is the primary failing with class quota:
         // relayctl health grades it (a WARNING after health.warn_after),
         // and past fallback.fallback_after the fallback takes the alerts.
@@ -513,8 +526,17 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> (bool, Option<Wait
             match result {
                 Ok(reply) => {
                     *run.primary_next = None;
-                    run.primary.pacer.sent(SystemTime::now());
-                    health.sent(Via::Primary, &run.primary.relay, SystemTime::now());
+                    let now = SystemTime::now();
+                    run.primary.pacer.sent(now);
+                    let alerts_held = sender == Sender::Daemon
+                        && matches!(
+                            run.primary.pacer.wait(now, Sender::Alert),
+                            Some(Wait::Day { .. })
+                        );
+                    match alerts_held {
+                        true => health.sent_from_reserve(now),
+                        false => health.sent(Via::Primary, &run.primary.relay, now),
+                    }
                     batch.log_sent(
                         &Attempt::new(&p, to, run.primary.through(), tls, attempt),
                         &reply,
@@ -544,7 +566,7 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> (bool, Option<Wait
         let outcome = match (outcome, run.fallback.as_deref_mut()) {
             (Some(done), _) => done.map_err(|(u, tls)| (u, Via::Primary, tls)),
             (None, Some(fallback)) => {
-                if let Some(wait) = fallback.pacer.wait(SystemTime::now()) {
+                if let Some(wait) = fallback.pacer.wait(SystemTime::now(), sender) {
                     held = Some(wait);
                     break;
                 }

@@ -322,8 +322,14 @@ pub fn assess(s: &Snapshot, limits: &HealthConfig, max_message: u64) -> Vec<Prob
             }
             None => f.class.fix(),
         };
+        // A quota is the one failure mail can still tell of: the day's
+        // reserve is kept for the daemon's own mail.
+        let condition = match f.class {
+            super::Class::Quota => "quota",
+            _ => "delivery",
+        };
         if let Some(grade) = grade {
-            add(grade, "delivery", what, fix);
+            add(grade, condition, what, fix);
         }
     }
 
@@ -574,6 +580,14 @@ mod tests {
             assert_eq!(grade, Grade::Critical, "{class}");
             assert_eq!(conditions, vec!["delivery"]);
         }
+    }
+
+    #[test]
+    fn a_quota_is_its_own_condition_graded_as_a_temporary_failure() {
+        let at = |secs| graded(&snapshot(failing(Class::Quota, secs)));
+        assert_eq!(at(60), (Grade::Ok, vec![]));
+        assert_eq!(at(16 * 60), (Grade::Warning, vec!["quota".to_string()]));
+        assert_eq!(at(61 * 60), (Grade::Critical, vec!["quota".to_string()]));
     }
 
     #[test]

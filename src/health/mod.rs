@@ -418,6 +418,19 @@ impl Health {
         }
     }
 
+    /// The daemon's own message went through the primary out of the
+    /// day's reserve, while `relay.max_per_day` holds the alerts back:
+    /// the relay works, and the hold (class quota) goes on.
+    pub fn sent_from_reserve(&self, now: SystemTime) {
+        let first = self.with(|r| {
+            r.totals.sent += 1;
+            r.last_success.replace(secs(now)).is_none()
+        });
+        if first {
+            self.changed.notify_one();
+        }
+    }
+
     /// Waits until the state changes.
     pub async fn changed(&self) {
         self.changed.notified().await

@@ -52,7 +52,8 @@ const LIST_MAX: usize = 50;
 /// set-aside condition lists.
 fn mailed(condition: &str) -> Option<Option<&'static str>> {
     match condition {
-        "relay-certificate" | "fallback-certificate" | "disk" => Some(None),
+        // quota: the day's reserve carries it (deliver::pace::reserve).
+        "relay-certificate" | "fallback-certificate" | "disk" | "quota" => Some(None),
         "held" => Some(Some("held")),
         "failed" => Some(Some("failed")),
         "corrupt" => Some(Some("corrupt")),
@@ -295,6 +296,8 @@ mod tests {
             stamp(&problem("failed"), &counts).as_deref(),
             Some("failed:B")
         );
+        // The day's reserve carries a quota's warning.
+        assert_eq!(stamp(&problem("quota"), &counts).as_deref(), Some("quota"));
         for unmailed in ["daemon", "delivery", "queue-age", "record"] {
             assert_eq!(stamp(&problem(unmailed), &counts), None, "{unmailed}");
         }

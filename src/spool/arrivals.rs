@@ -36,6 +36,10 @@ pub struct Arrivals {
 pub struct Arrived {
     pub id: QueueId,
     pub entry: Option<Entry>,
+    /// The daemon's own mail (a warning, a heartbeat): pacing keeps part
+    /// of the day for it. Known from here only, so not across a restart,
+    /// which also starts the day's count afresh.
+    pub own: bool,
 }
 
 /// The most payload bytes kept in memory for delivery (about 800 RSA-4096
@@ -46,6 +50,15 @@ pub const CACHE_BYTES: usize = 4 << 20;
 impl Arrivals {
     /// Entries now durable in `queue/`; outgoing ones are for the runner.
     pub fn queued(&self, entries: &[Entry]) {
+        self.push(entries, false);
+    }
+
+    /// The same, for the daemon's own mail.
+    pub fn queued_own(&self, entries: &[Entry]) {
+        self.push(entries, true);
+    }
+
+    fn push(&self, entries: &[Entry], own: bool) {
         let held = entries.iter().filter(|e| e.kind.is_held()).count() as u64;
         self.held.fetch_add(held, Ordering::Relaxed);
         self.accepted
@@ -56,6 +69,7 @@ impl Arrivals {
             .map(|e| Arrived {
                 id: e.id.clone(),
                 entry: self.reserve(e.payload.len()).then(|| e.clone()),
+                own,
             });
         self.queued
             .lock()
