@@ -112,6 +112,17 @@ impl fmt::Display for TokenError {
     }
 }
 
+/// Runs `work` (the stored sign-in's file I/O, an fsync among it) on the
+/// blocking pool: the daemon's runtime is one thread, which a slow disk
+/// must not stop from taking alerts.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, TokenError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| TokenError::Store(format!("the task reading or writing it failed: {e}")))
+}
+
 /// An access token and when it expires.
 pub struct AccessToken {
     pub token: Zeroizing<String>,
@@ -293,15 +304,18 @@ impl Client {
             && **new != *stored.refresh_token
         {
             let rotated = stored.rotated(new.clone());
-            // A sign-in stored meanwhile (relayctl oauth2 login) is newer
-            // than this one: it stays.
-            let replaced = self
-                .store
-                .read()
-                .is_ok_and(|now| *now.refresh_token != *stored.refresh_token);
-            if !replaced && let Err(e) = self.store.write(&rotated) {
-                unsaved = Some((rotated, e));
-            }
+            let store = self.store.clone();
+            let used = stored.refresh_token.clone();
+            unsaved = blocking(move || {
+                // A sign-in stored meanwhile (relayctl oauth2 login) is
+                // newer than this one: it stays.
+                let replaced = store.read().is_ok_and(|now| *now.refresh_token != *used);
+                match replaced {
+                    true => None,
+                    false => store.write(&rotated).err().map(|e| (rotated, e)),
+                }
+            })
+            .await?;
         }
         Ok((grant.access(), unsaved))
     }
@@ -454,7 +468,7 @@ impl Grant {
 /// The daemon's access token: fetched when needed, kept in memory until
 /// [`MARGIN`] before it expires.
 pub struct TokenSource {
-    client: Client,
+    client: Arc<Client>,
     cached: tokio::sync::Mutex<Cached>,
     /// The stored sign-in as last looked at by [`TokenSource::sign_in_changed`].
     seen: std::sync::Mutex<Seen>,
@@ -499,7 +513,7 @@ const REFUSAL_HOLD: Duration = Duration::from_secs(60);
 impl TokenSource {
     pub fn new(client: Client) -> TokenSource {
         TokenSource {
-            client,
+            client: Arc::new(client),
             cached: tokio::sync::Mutex::new(Cached::default()),
             seen: std::sync::Mutex::new(Seen::default()),
         }
@@ -516,14 +530,17 @@ impl TokenSource {
         {
             return Ok(t.token.clone());
         }
-        let stored = match cached.unsaved.take() {
+        let unsaved = cached.unsaved.take();
+        let client = self.client.clone();
+        let stored = blocking(move || match unsaved {
             // The store may have room again.
-            Some(s) => match self.client.store.write(&s) {
-                Ok(()) => self.client.stored()?,
-                Err(_) => s,
+            Some(s) => match client.store.write(&s) {
+                Ok(()) => client.stored(),
+                Err(_) => Ok(s),
             },
-            None => self.client.stored()?,
-        };
+            None => client.stored(),
+        })
+        .await??;
         if let Some(r) = &cached.refused
             && *r.refresh_token == *stored.refresh_token
             && r.at.elapsed() < REFUSAL_HOLD
