@@ -534,7 +534,7 @@ async fn deliver_due(run: &mut Run<'_>, index: &mut Index) -> (bool, Option<Wait
                             Some(Wait::Day { .. })
                         );
                     match alerts_held {
-                        true => health.sent_from_reserve(now),
+                        true => health.sent_from_reserve(&run.primary.relay, now),
                         false => health.sent(Via::Primary, &run.primary.relay, now),
                     }
                     batch.log_sent(

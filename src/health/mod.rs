@@ -420,8 +420,15 @@ impl Health {
 
     /// The daemon's own message went through the primary out of the
     /// day's reserve, while `relay.max_per_day` holds the alerts back:
-    /// the relay works, and the hold (class quota) goes on.
-    pub fn sent_from_reserve(&self, now: SystemTime) {
+    /// the relay works, and the hold (class quota) goes on. Any other
+    /// failure on record is over, as with [`Health::sent`].
+    pub fn sent_from_reserve(&self, relay: &str, now: SystemTime) {
+        let held = self.with(|r| {
+            r.fallback.is_none() && r.failure.as_ref().is_some_and(|f| f.class == Class::Quota)
+        });
+        if !held {
+            return self.sent(Via::Primary, relay, now);
+        }
         let first = self.with(|r| {
             r.totals.sent += 1;
             r.last_success.replace(secs(now)).is_none()
@@ -686,6 +693,24 @@ mod tests {
         assert_eq!(r.failure, None);
         assert_eq!(r.last_success, Some(secs(later) + 60));
         assert_eq!(r.totals.sent, 1);
+    }
+
+    #[test]
+    fn own_mail_from_the_reserve_keeps_the_days_hold_and_ends_any_other_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open_daemon(dir.path()).unwrap();
+        let t0 = time(1_800_000_000);
+        let health = Health::start(&spool, t0);
+        health.primary_failed(Class::Quota, "max_per_day reached", "relay:587", t0);
+        health.sent_from_reserve("relay:587", t0 + Duration::from_secs(1));
+        let r = health.record();
+        assert_eq!(r.failure.map(|f| f.class), Some(Class::Quota));
+        assert_eq!((r.totals.sent, r.last_success), (1, Some(secs(t0) + 1)));
+        // A TLS failure fixed since: the message through the primary
+        // ends it, as any delivery would.
+        health.primary_failed(Class::Tls, "pin", "relay:587", t0);
+        health.sent_from_reserve("relay:587", t0 + Duration::from_secs(2));
+        assert_eq!(health.record().failure, None);
     }
 
     #[test]

@@ -533,6 +533,15 @@ impl TokenSource {
         let unsaved = cached.unsaved.take();
         let client = self.client.clone();
         let stored = blocking(move || match unsaved {
+            // A sign-in stored meanwhile (relayctl oauth2 login, which the
+            // log line asks for) replaces the one kept in memory.
+            Some(s)
+                if client
+                    .stored()
+                    .is_ok_and(|now| now.signed_in != s.signed_in) =>
+            {
+                client.stored()
+            }
             // The store may have room again.
             Some(s) => match client.store.write(&s) {
                 Ok(()) => client.stored(),
