@@ -42,6 +42,9 @@ pub enum ImportError {
     },
     /// The output exists and `--force` was not given.
     Exists(PathBuf),
+    /// The config signs in with OAuth 2.0, which SecureDrop's variables
+    /// cannot say: importing them would switch it back to a password.
+    SignsInWithOAuth2(PathBuf),
     Write {
         path: PathBuf,
         error: String,
@@ -68,6 +71,16 @@ impl fmt::Display for ImportError {
             ImportError::Write { path, error } => {
                 write!(f, "cannot write {}: {error}", path.display())
             }
+            ImportError::SignsInWithOAuth2(path) => write!(
+                f,
+                "{} signs in with OAuth 2.0 (relay.auth = \"oauth2\"), which SecureDrop's \
+                 variables cannot say: importing them would switch it back to a password, which \
+                 the relay refuses. Nothing was written, even with --force. Change the relay or \
+                 the recipients in {} by hand (README: OAuth 2.0), or move it aside to go back to \
+                 password AUTH",
+                path.display(),
+                path.display()
+            ),
         }
     }
 }
@@ -398,6 +411,9 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
         mode: 0o640,
         owner: daemon.as_ref().map(|u| (0, u.gid)),
     });
+    if signs_in_with_oauth2(&targets.config) {
+        return Err(ImportError::SignsInWithOAuth2(targets.config.clone()));
+    }
     for file in &planned {
         // A file that holds what would be written is left alone; an
         // empty password file (as the package installs it) holds nothing
@@ -423,6 +439,20 @@ pub fn import(site_specific: &Path, targets: &Targets) -> Result<Imported, Impor
         files,
         recipients: recipients.into_iter().map(|r| r.address).collect(),
     })
+}
+
+/// Whether the config at `path` has `relay.auth = "oauth2"` (a file
+/// that is missing, unreadable or not TOML has not).
+fn signs_in_with_oauth2(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|t| {
+            t.get("relay")
+                .and_then(|r| r.get("auth"))
+                .and_then(|a| a.as_str())
+                == Some("oauth2")
+        })
 }
 
 /// The variables: the file's text, or standard input's with `-`, up to

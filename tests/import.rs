@@ -164,6 +164,45 @@ fn an_existing_config_is_never_overwritten_without_force() {
 }
 
 #[test]
+fn a_config_that_signs_in_with_oauth2_is_not_switched_back_to_a_password_even_with_force() {
+    let sd = securedrop_dir(2525, "");
+    let out = tempfile::tempdir().unwrap();
+    let (code, text) = import(sd.path(), out.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    // The admin moved the relay to OAuth 2.0 by hand (README).
+    let config = out.path().join("relay.toml");
+    let oauth2 = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .map(|l| match l.starts_with("password_file") {
+            true => "auth = \"oauth2\"",
+            false => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&config, &oauth2).unwrap();
+    let password = std::fs::read(out.path().join("sasl_password")).unwrap();
+    for args in [&[][..], &["--force"]] {
+        let (code, text) = import(sd.path(), out.path(), args);
+        assert_eq!(code, 73, "{args:?}: {text}");
+        assert!(
+            text.contains("signs in with OAuth 2.0 (relay.auth = \"oauth2\")")
+                && text.contains("Nothing was written, even with --force"),
+            "{text}"
+        );
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), oauth2);
+        assert_eq!(
+            std::fs::read(out.path().join("sasl_password")).unwrap(),
+            password
+        );
+    }
+    // Moved aside, the import writes a password config again.
+    std::fs::rename(&config, out.path().join("relay.toml.oauth2")).unwrap();
+    let (code, text) = import(sd.path(), out.path(), &["--force"]);
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
 fn missing_or_bad_variables_are_named_and_nothing_is_written() {
     for (extra, remove, want) in [
         ("", "sasl_password:", "sasl_password is missing or empty"),

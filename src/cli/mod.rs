@@ -254,8 +254,10 @@ pub enum Command {
     /// nothing when a variable is missing or a file exists with other
     /// contents (unless --force); a file that already holds what the
     /// import would write is left alone ("unchanged"), so a second run
-    /// changes nothing. Exit 78 when the written config does not pass
-    /// check.
+    /// changes nothing. A config with relay.auth = "oauth2" is never
+    /// replaced, not even with --force: the variables would switch it back
+    /// to a password (exit 73). Exit 78 when the written config does not
+    /// pass check.
     #[command(after_help = "Examples:
   relayctl import-securedrop /root/sd/site-specific
   relayctl --config ./relay.toml import-securedrop prod-specific.yml
@@ -272,7 +274,7 @@ pub enum Command {
         /// the current directory with -].
         #[arg(long, value_name = "DIR")]
         keys_from: Option<PathBuf>,
-        /// Replace files that exist.
+        /// Replace files that exist (not a config that signs in with OAuth 2.0).
         #[arg(long)]
         force: bool,
     },

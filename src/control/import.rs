@@ -32,7 +32,7 @@ pub fn import_securedrop(
         Err(e) => {
             eprintln!("relayctl import-securedrop: {}: {e}", file.display());
             return match e {
-                ImportError::Exists(_) => sysexits::CANTCREAT,
+                ImportError::Exists(_) | ImportError::SignsInWithOAuth2(_) => sysexits::CANTCREAT,
                 ImportError::Write { .. } => sysexits::CANTCREAT,
                 ImportError::Read { .. } => sysexits::NOINPUT,
                 _ => sysexits::DATAERR,
