@@ -616,12 +616,6 @@ impl Spool {
     /// opened.
     fn quarantine(&self, path: &Path, name: &str, reason: &str) -> Result<(), SpoolError> {
         let dest = self.dir("corrupt").join(name);
-        tracing::warn!(
-            file = %path.display(),
-            moved_to = %dest.display(),
-            reason,
-            "corrupt spool file"
-        );
         fs::rename(path, &dest).map_err(|e| SpoolError::io("move", path, e))?;
         let why = self.dir("corrupt").join(format!("{name}{WHY_SUFFIX}"));
         let mut line: String = reason
@@ -631,6 +625,14 @@ impl Spool {
             .collect();
         line.push('\n');
         let _ = fs::write(why, line);
+        // Logged once it is done: whoever acts on the line finds the file
+        // moved and its reason written.
+        tracing::warn!(
+            file = %path.display(),
+            moved_to = %dest.display(),
+            reason,
+            "corrupt spool file"
+        );
         Ok(())
     }
 
