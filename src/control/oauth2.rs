@@ -50,6 +50,14 @@ pub fn login(path: &Path) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // Looked at before the sign-in: once it is stored, a running daemon
+    // may renew it and end the failure before this looks again.
+    let spool = crate::spool::Spool::at(&config.queue.dir);
+    let auth_failed = crate::health::Record::load(&spool)
+        .ok()
+        .flatten()
+        .and_then(|r| r.failure)
+        .is_some_and(|f| f.class == crate::health::Class::Auth);
     let runtime = match crate::runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -81,7 +89,7 @@ pub fn login(path: &Path) -> u8 {
                      relay.username"
                 );
             }
-            release_waiting(&config);
+            release_waiting(&spool, auth_failed);
             println!("Next: relayctl test");
             sysexits::OK
         }
@@ -93,15 +101,10 @@ pub fn login(path: &Path) -> u8 {
 }
 
 /// After a sign-in: the daemon is woken to renew it at once; when its
-/// last attempt failed to sign in, the alerts waiting are due now too,
-/// rather than at their next retry, hours away.
-fn release_waiting(config: &Config) {
-    let spool = crate::spool::Spool::at(&config.queue.dir);
-    let auth_failed = crate::health::Record::load(&spool)
-        .ok()
-        .flatten()
-        .and_then(|r| r.failure)
-        .is_some_and(|f| f.class == crate::health::Class::Auth);
+/// last attempt before the sign-in had failed to sign in
+/// (`auth_failed`), the alerts waiting are due now too, rather than at
+/// their next retry, hours away.
+fn release_waiting(spool: &crate::spool::Spool, auth_failed: bool) {
     if !auth_failed {
         // The daemon renews the new sign-in at once.
         spool.wake();
