@@ -80,6 +80,15 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until `relayctl health` is CRITICAL with an auth failure (the
+/// record is written soon after it).
+fn wait_auth_critical(setup: &Setup, what: &str) {
+    wait_for(what, || {
+        let health = setup.relayctl(&["health"]);
+        health.status.code() == Some(2) && text(&health).contains("class auth")
+    });
+}
+
 /// No token the server ever issued is in `haystack`.
 fn assert_no_token(tokens: &TokenServer, what: &str, haystack: &str) {
     let issued = tokens.issued();
@@ -444,11 +453,7 @@ fn without_a_sign_in_the_daemon_starts_and_alerts_wait_for_one() {
     assert_eq!(setup.queued().len(), 1);
     assert!(relay.messages().is_empty());
 
-    // The record is written soon after the failure.
-    wait_for("health CRITICAL for the missing sign-in", || {
-        let health = setup.relayctl(&["health"]);
-        health.status.code() == Some(2) && text(&health).contains("class auth")
-    });
+    wait_auth_critical(&setup, "health CRITICAL for the missing sign-in");
 
     // The sign-in makes the alert that waited for it due at once: no
     // flush, no retry hours away.
@@ -468,33 +473,42 @@ fn without_a_sign_in_the_daemon_starts_and_alerts_wait_for_one() {
 }
 
 #[test]
-fn a_new_sign_in_is_tried_at_once_and_ends_the_auth_failure_with_nothing_queued() {
+fn a_sign_in_first_or_again_is_tried_at_once_and_ends_the_auth_failure_with_nothing_queued() {
     let tokens = TokenServer::start(&[]);
     let relay = relay_for(&tokens, "XOAUTH2");
     let setup = setup(&relay, &tokens, "");
-    login(&setup);
-    tokens.set("invalid_grant", true);
-    // The renewal at start finds the sign-in refused: CRITICAL with no
-    // alert having come.
-    let daemon = setup.start();
-    wait_for("health CRITICAL for the refused sign-in", || {
-        let health = setup.relayctl(&["health"]);
-        health.status.code() == Some(2) && text(&health).contains("class auth")
-    });
-    tokens.set("invalid_grant", false);
-    let said = login(&setup);
-    assert!(!said.contains("due now"), "{said}");
-    // No alert and no flush: the daemon renewed the new sign-in when
-    // the login woke it.
-    wait_for("health OK", || {
-        setup.relayctl(&["health"]).status.code() == Some(0)
-    });
-    assert!(
-        daemon.log().contains("OAuth 2.0 sign-in renewed"),
-        "{}",
-        daemon.log()
-    );
-    assert_eq!(tokens.count("refresh", Some(true)), 1);
+    // Installed and started before anyone signed in; then, restarted,
+    // the renewal at start finds the sign-in refused. Either way
+    // CRITICAL with no alert having come, and nothing queued.
+    let mut daemon = setup.start();
+    for (round, before) in [
+        ("a first sign-in", None),
+        ("a new sign-in", Some("invalid_grant")),
+    ] {
+        if let Some(flag) = before {
+            tokens.set(flag, true);
+            daemon.signal(libc::SIGTERM);
+            daemon.wait_exit();
+            daemon = setup.start();
+        }
+        wait_auth_critical(&setup, &format!("health CRITICAL before {round}"));
+        if let Some(flag) = before {
+            tokens.set(flag, false);
+        }
+        let said = login(&setup);
+        assert!(!said.contains("due now"), "{round}: {said}");
+        // No alert and no flush: the daemon renewed the sign-in when the
+        // login woke it.
+        wait_for(&format!("health OK after {round}"), || {
+            setup.relayctl(&["health"]).status.code() == Some(0)
+        });
+        assert!(
+            daemon.log().contains("OAuth 2.0 sign-in renewed"),
+            "{round}: {}",
+            daemon.log()
+        );
+    }
+    assert_eq!(tokens.count("refresh", Some(true)), 2);
 }
 
 #[test]

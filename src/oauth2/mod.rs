@@ -477,6 +477,8 @@ pub struct TokenSource {
 /// The stored sign-in's file time and sign-in time, as last seen.
 #[derive(Default)]
 struct Seen {
+    /// Whether it has looked at all: what it first sees is no change.
+    looked: bool,
     modified: Option<SystemTime>,
     signed_in: Option<u64>,
 }
@@ -598,8 +600,8 @@ impl TokenSource {
         self.cached.lock().await.signed_in
     }
 
-    /// Whether `relayctl oauth2 login` stored another sign-in since the
-    /// last look (not the first): then the daemon tries it at once. One
+    /// Whether `relayctl oauth2 login` stored a sign-in (the first, or
+    /// another) since the last look: then the daemon tries it at once. One
     /// stat per look; the file is read only when it changed, and a
     /// rotated refresh token written back changes the file, not the
     /// sign-in time.
@@ -609,15 +611,21 @@ impl TokenSource {
             .and_then(|m| m.modified())
             .ok();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if modified.is_none() || seen.modified == modified {
+        let first = !std::mem::replace(&mut seen.looked, true);
+        if !first && seen.modified == modified {
             return false;
         }
         seen.modified = modified;
+        if modified.is_none() {
+            seen.signed_in = None;
+            return false;
+        }
         let Ok(stored) = self.client.store.read() else {
             return false;
         };
+        // A first sign-in while the daemon runs is a change too.
         let before = seen.signed_in.replace(stored.signed_in);
-        before.is_some_and(|t| t != stored.signed_in)
+        !first && before != Some(stored.signed_in)
     }
 }
 
